@@ -1,0 +1,260 @@
+"""A model session: backbone truncated at a feature layer + pooling + optional head + normalisation +
+preprocessing, on a device, with a feature cache. Images go in; features, embeddings and
+:class:`~simvis_widgets.decompose.Explanation` objects come out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections import OrderedDict
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .decompose import Explanation, LinearHead, check_pooling, decompose, pool
+from .images import ImageLike, load_image, resize_for_network
+from .models import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelError, build_backbone, make_extractor
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class ModelSession:
+    """A network that compares images by pooled embeddings, ready to explain pairs.
+
+    ``ModelSession(model, layer, ...)`` wraps any ``nn.Module``: ``layer`` names the submodule whose output
+    ``(B, C, H, W)`` are the local features (None: timm's ``forward_features``). The embedding is
+    ``normalize(head(pool(features)))``; ``pooling`` in avg | sum | max | gem (``p`` for GeM); ``head`` an
+    affine map (``nn.Linear``, ``(W, b)``) or None. Images are resized keeping their aspect ratio so the
+    shorter side is ``size`` px (None: native size), the longer at most ``max_aspect`` times that, both
+    rounded to a multiple of the network's stride, then normalised by ``mean`` / ``std``.
+
+    Features are cached by image content (``cache_size`` entries), so re-explaining a pair runs no network.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | None = None,
+        *,
+        pooling: str = "avg",
+        p: float = 3.0,
+        head: Any = None,
+        normalize: bool = True,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        size: int | None = DEFAULT_SIZE,
+        max_aspect: float = 3.0,
+        device: str | torch.device | None = None,
+        amp: bool = False,
+        name: str | None = None,
+        cache_size: int = 128,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.pooling = check_pooling(pooling, p)
+        self.p = float(p)
+        self.head = LinearHead.coerce(head)
+        self.normalize = bool(normalize)
+        self.size = size
+        self.max_aspect = float(max_aspect)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.amp = bool(amp)
+        self.name = name or type(model).__name__
+        self.model = model.eval().to(self.device)
+        self._extract = make_extractor(self.model, layer)
+        self.layer = getattr(self._extract, "layer", layer)
+        self._mean = torch.tensor(list(mean), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(list(std), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._cache: OrderedDict[str, Tensor] = OrderedDict()
+        self.cache_size = int(cache_size)
+        self.channels, self.stride = self._probe()
+        if self.head is not None and self.head.weight.shape[1] != self.channels:
+            raise ModelError(
+                f"head weight has shape {tuple(self.head.weight.shape)} but layer {self.layer!r} has {self.channels} channels"
+            )
+        if self.head is not None:
+            self.head = LinearHead(self.head.weight.to(self.device),
+                                   None if self.head.bias is None else self.head.bias.to(self.device))
+
+    # ---------------------------------------------------------------------------------------------
+    # Construction
+    # ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str = "efficientnet_lite0",
+        pooling: str = "avg",
+        *,
+        pretrained: bool | str = True,
+        weights: str | None = None,
+        **kwargs: Any,
+    ) -> "ModelSession":
+        """A session on a named backbone: ``"efficientnet_lite0"`` (the embedded default: real ImageNet weights,
+        offline), a torchvision name (``"resnet50"``, ``"vgg16"``, ...) or ``"timm:NAME"``.
+
+        ``pretrained=False`` builds a random init without any download; ``weights`` loads a local file
+        (``weights_only=True``). Other keyword arguments go to :class:`ModelSession`.
+        """
+        model, spec = build_backbone(name, pretrained=pretrained, weights=weights)
+        kwargs.setdefault("mean", spec.mean)
+        kwargs.setdefault("std", spec.std)
+        kwargs.setdefault("name", name if (pretrained or weights) else f"{name} (random init)")
+        return cls(model, spec.layer, pooling=pooling, **kwargs)
+
+    def _probe(self) -> tuple[int, int]:
+        """Run a 224 x 224 input once: check the layer gives a spatial map and read its channels and stride."""
+        probe = torch.zeros(1, 3, 224, 224, device=self.device)
+        out = self._forward(probe)
+        if out.dim() != 4:
+            raise ModelError(
+                f"layer {self.layer!r} of {self.name} outputs shape {tuple(out.shape)}: not a spatial feature map "
+                "(B, C, H, W). Pick a convolutional layer before global pooling."
+            )
+        return int(out.shape[1]), max(1, int(round(224 / out.shape[-1])))
+
+    # ---------------------------------------------------------------------------------------------
+    # Images -> tensors
+    # ---------------------------------------------------------------------------------------------
+
+    def prepare(self, img: ImageLike) -> np.ndarray:
+        """``img`` loaded, validated and resized as the network sees it (``H x W x 3`` uint8)."""
+        return resize_for_network(load_image(img), self.size, self.stride, self.max_aspect)
+
+    def _to_input(self, images: Sequence[np.ndarray]) -> Tensor:
+        batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        return (batch - self._mean) / self._std
+
+    def _forward(self, x: Tensor) -> Tensor:
+        autocast = (
+            torch.autocast(device_type=self.device.type, dtype=torch.float16 if self.device.type == "cuda" else torch.bfloat16)
+            if self.amp else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            out = self._extract(x)
+        if not isinstance(out, Tensor):
+            raise ModelError(f"the feature layer of {self.name} returned {type(out).__name__}, not a tensor")
+        return out.float()
+
+    @staticmethod
+    def _key(img: np.ndarray) -> str:
+        return hashlib.sha1(img.tobytes() + str(img.shape).encode()).hexdigest()
+
+    # ---------------------------------------------------------------------------------------------
+    # Features and embeddings
+    # ---------------------------------------------------------------------------------------------
+
+    def _features_prepared(self, prepared: Sequence[np.ndarray]) -> list[Tensor]:
+        """Features of prepared images, from the cache where possible; same-size misses run as one batch."""
+        keys = [self._key(im) for im in prepared]
+        found: dict[str, Tensor] = {}
+        missing: dict[tuple[int, ...], dict[str, np.ndarray]] = {}
+        for key, im in zip(keys, prepared):
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                found[key] = self._cache[key]
+            else:
+                missing.setdefault(im.shape, {})[key] = im
+        for group in missing.values():
+            feats = self._forward(self._to_input(list(group.values())))
+            self._check_features(feats)
+            for key, f in zip(group, feats):
+                found[key] = f
+                self._remember(key, f)
+        return [found[k] for k in keys]
+
+    def _check_features(self, feats: Tensor) -> None:
+        if feats.dim() != 4:
+            raise ModelError(f"layer {self.layer!r} of {self.name} gave shape {tuple(feats.shape)}, not (B, C, H, W)")
+        if not bool(torch.isfinite(feats).all()):
+            raise ModelError(f"{self.name} produced NaN or infinite features (check the weights and the input)")
+
+    def _remember(self, key: str, feats: Tensor) -> None:
+        if self.cache_size <= 0:
+            return
+        self._cache[key] = feats
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def features(self, img: ImageLike) -> Tensor:
+        """Local features ``(C, H, W)`` of one image (cached by content)."""
+        return self._features_prepared([self.prepare(img)])[0]
+
+    def _embed_features(self, feats: Tensor) -> Tensor:
+        """``(B, C, H, W)`` or ``(C, H, W)`` -> embedding(s): pool, head, L2 normalise (if ``normalize``)."""
+        locs = feats.flatten(-2).transpose(-1, -2)
+        e = pool(locs, self.pooling, self.p)
+        if self.head is not None:
+            e = e @ self.head.weight.T
+            if self.head.bias is not None:
+                e = e + self.head.bias
+        return torch.nn.functional.normalize(e, dim=-1) if self.normalize else e
+
+    def embed(self, img: ImageLike) -> Tensor:
+        """The vector the network compares: ``normalize(head(pool(features)))`` (L2-normalised when the session
+        compares by cosine, so the score is a dot product of two embeddings)."""
+        return self._embed_features(self.features(img))
+
+    def embed_many(self, images: Iterable[ImageLike], batch_size: int = 16, progress: bool = True) -> Tensor:
+        """Embeddings ``(K, D)`` of many images, in batches of same-size inputs, with a tqdm progress bar.
+        Does not fill the feature cache."""
+        from tqdm.auto import tqdm
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        images = list(images)
+        out: list[Tensor | None] = [None] * len(images)
+        pending: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+
+        def flush(group: list[tuple[int, np.ndarray]]) -> None:
+            feats = self._forward(self._to_input([im for _, im in group]))
+            self._check_features(feats)
+            for (i, _), e in zip(group, self._embed_features(feats)):
+                out[i] = e
+            bar.update(len(group))
+            group.clear()
+
+        with tqdm(total=len(images), desc=f"embedding ({self.name})", unit="img", disable=not progress) as bar:
+            for i, img in enumerate(images):
+                prepared = self.prepare(img)
+                group = pending.setdefault(prepared.shape, [])
+                group.append((i, prepared))
+                if len(group) >= batch_size:
+                    flush(group)
+            for group in pending.values():
+                if group:
+                    flush(group)
+        if not images:
+            dim = self.head.weight.shape[0] if self.head is not None else self.channels
+            return torch.empty(0, dim, device=self.device)
+        return torch.stack([e for e in out if e is not None])
+
+    # ---------------------------------------------------------------------------------------------
+    # Explanations
+    # ---------------------------------------------------------------------------------------------
+
+    def explain(self, img_a: ImageLike, img_b: ImageLike) -> Explanation:
+        """The exact decomposition of this network's similarity of ``img_a`` and ``img_b``."""
+        prepared_a, prepared_b = self.prepare(img_a), self.prepare(img_b)
+        feats_a, feats_b = self._features_prepared([prepared_a, prepared_b])
+        ex = decompose(feats_a, feats_b, self.pooling, self.p, self.normalize, self.head)
+        ex.model_name = self.name
+        ex.image_a, ex.image_b = prepared_a, prepared_b
+        return ex
+
+    def __repr__(self) -> str:
+        pooling = f"gem(p={self.p:g})" if self.pooling == "gem" else self.pooling
+        return (
+            f"ModelSession({self.name!r}, layer={self.layer!r}, pooling={pooling}, "
+            f"{'cosine' if self.normalize else 'dot'}, head={'yes' if self.head is not None else 'no'}, "
+            f"size={self.size}, channels={self.channels}, stride={self.stride}, device={self.device})"
+        )
