@@ -1,0 +1,19 @@
+# Two entry points; each creates/updates its own environment (tools/venv.sh).
+SHELL := /bin/bash
+PORT ?= 8888
+
+.PHONY: demo test venv
+
+venv:
+	@tools/venv.sh >/dev/null
+
+## Open the quickstart notebook in JupyterLab on the embedded EfficientNet-Lite0 (offline).
+demo:
+	@venv=$$(tools/venv.sh) && \
+	  "$$venv/bin/jupyter" lab notebooks/01_quickstart.ipynb --ip=127.0.0.1 --port=$(PORT) \
+	    $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(JUPYTER_ARGS)
+
+## Run every test: unit, property, session, CLI and notebook execution.
+test:
+	@venv=$$(tools/venv.sh) && \
+	  "$$venv/bin/python" -m pytest --nbmake tests notebooks $(PYTEST_ARGS)
