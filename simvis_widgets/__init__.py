@@ -5,6 +5,7 @@ The similarity of two pooled CNN embeddings decomposes exactly into contribution
 sum / avg / max / GeM pooling and affine heads.
 """
 
+from . import datasets
 from .decompose import (
     POOLINGS,
     DecompositionError,
@@ -34,6 +35,7 @@ __all__ = [
     "ModelSession",
     "WeightsUnavailableError",
     "available_models",
+    "datasets",
     "cell_weights",
     "decompose",
     "decompose_many",

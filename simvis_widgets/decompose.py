@@ -411,6 +411,18 @@ class Explanation:
 
         return explanation_figure(self, **kwargs)
 
+    def point_figure(self, side: str, row: int, col: int, **kwargs: Any) -> "Figure":
+        """A figure of :meth:`point_map`: the cell marked on ``side``, its contributions on the other image."""
+        from .render import point_figure
+
+        return point_figure(self, side, row, col, **kwargs)
+
+    def region_figure(self, side: str, mask: Any, **kwargs: Any) -> "Figure":
+        """A figure of :meth:`region_map`: the region outlined on ``side``, its map on the other image."""
+        from .render import region_figure
+
+        return region_figure(self, side, mask, **kwargs)
+
     def save(self, path: Any, **kwargs: Any) -> None:
         """Write :meth:`figure` to ``path`` atomically (PNG, PDF, SVG ... by extension)."""
         from .render import save_figure

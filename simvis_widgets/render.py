@@ -5,6 +5,7 @@ Display only: the numbers shown (score, sums) come from the cell maps; upsamplin
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +23,22 @@ DEFAULT_CMAP = "RdBu_r"
 """Diverging: red adds to the similarity, blue takes away, white is 0."""
 
 
+@functools.cache
+def _figure_class() -> type:
+    """A matplotlib Figure that shows itself as a PNG in notebooks (no pyplot, so no global figure state)."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    class NotebookFigure(Figure):
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=100)
+            return buffer.getvalue()
+
+    return NotebookFigure
+
+
 def upsample(cell_map: Any, size: tuple[int, int]) -> np.ndarray:
     """Bilinear upsampling of a ``(h, w)`` cell map to ``size = (H, W)`` pixels (display only)."""
     t = torch.as_tensor(cell_map, dtype=torch.float32).detach().cpu()[None, None]
@@ -34,47 +51,99 @@ def shared_limit(*maps: Any) -> float:
     return v if v > 0 else 1.0
 
 
-def explanation_figure(
+def _panel_image(image: "np.ndarray | None", grid: tuple[int, int]) -> np.ndarray:
+    return image if image is not None else np.full((grid[0] * 32, grid[1] * 32, 3), 200, np.uint8)
+
+
+def _pair_figure(
     ex: "Explanation",
+    maps: dict[str, Any],
+    captions: dict[str, str],
+    headline: str,
     *,
+    cell: tuple[str, int, int] | None = None,
+    mask: tuple[str, Any] | None = None,
     cmap: str = DEFAULT_CMAP,
     alpha: float = 0.6,
     title: str | None = None,
     width: float = 11.0,
 ) -> "Figure":
-    """Both images with their contribution maps on ONE diverging scale centred on 0, a colour bar, the score
-    and the map sums. Images missing from ``ex`` (functional API) are drawn as grey backgrounds."""
+    """Images A and B side by side; each side's map in ``maps`` (None: the plain image) on one diverging
+    scale centred on 0; an optional marked ``cell`` or outlined ``mask`` on one side."""
     from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
-    vmax = shared_limit(ex.map_a, ex.map_b)
+    shown = [m for m in maps.values() if m is not None]
+    vmax = shared_limit(*shown)
     norm = Normalize(-vmax, vmax)
-    panels = []
-    for label, image, cell_map, grid in (("A", ex.image_a, ex.map_a, ex.grid_a), ("B", ex.image_b, ex.map_b, ex.grid_b)):
-        if image is None:
-            image = np.full((grid[0] * 32, grid[1] * 32, 3), 200, np.uint8)
-        panels.append((label, image, cell_map))
-    aspect = max(p[1].shape[0] / p[1].shape[1] for p in panels)
-    fig = Figure(figsize=(width, width / 2 * aspect + 1.3), layout="constrained")
+    sides = {"a": (_panel_image(ex.image_a, ex.grid_a), ex.grid_a), "b": (_panel_image(ex.image_b, ex.grid_b), ex.grid_b)}
+    aspect = max(img.shape[0] / img.shape[1] for img, _ in sides.values())
+    fig = _figure_class()(figsize=(width, width / 2 * aspect + 1.3), layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, (label, image, cell_map) in zip(axes, panels):
+    heat = None
+    for ax, side in zip(axes, ("a", "b")):
+        image, grid = sides[side]
         ax.imshow(image)
-        heat = ax.imshow(upsample(cell_map, image.shape[:2]), cmap=cmap, norm=norm, alpha=alpha)
-        ax.set_xlabel(f"image {label}: sum of its map = {float(cell_map.sum()):+.4f}", fontsize=10)
+        if maps.get(side) is not None:
+            heat = ax.imshow(upsample(maps[side], image.shape[:2]), cmap=cmap, norm=norm, alpha=alpha)
+        ch, cw = image.shape[0] / grid[0], image.shape[1] / grid[1]
+        if cell is not None and cell[0] == side:
+            ax.add_patch(Rectangle((cell[2] * cw - 0.5, cell[1] * ch - 0.5), cw, ch, fill=False, ec="lime", lw=2.5))
+        if mask is not None and mask[0] == side:
+            weights = ex.region_weights(side, mask[1]).detach().cpu().numpy()
+            ax.contour(upsample(weights, image.shape[:2]), levels=[0.5], colors="lime", linewidths=2)
+        ax.set_xlabel(captions.get(side, ""), fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    bar = fig.colorbar(heat, ax=list(axes), orientation="horizontal", fraction=0.05, shrink=0.6)
-    bar.set_label("contribution to the similarity (per feature cell; red adds, blue subtracts)")
+    if heat is not None:
+        bar = fig.colorbar(heat, ax=list(axes), orientation="horizontal", fraction=0.05, shrink=0.6,
+                           ticks=[-vmax, -vmax / 2, 0, vmax / 2, vmax], format="%.2g")
+        bar.set_label("contribution to the similarity (per feature cell; red adds, blue subtracts)")
+    fig.suptitle(f"{title or (ex.model_name or 'similarity')}\n{headline}", fontsize=11)
+    return fig
+
+
+def _score_line(ex: "Explanation") -> str:
     kind = "cosine" if ex.normalized else "dot product"
     pooling = f"GeM p={ex.p:g}" if ex.pooling == "gem" else f"{ex.pooling} pooling"
-    lines = [
-        title or (ex.model_name or "similarity"),
+    return (
         f"score ({kind}, {pooling}) = {ex.score:.4f}"
         + (f"   global (bias) term = {ex.global_term:+.4f}" if ex.global_term else "")
-        + ("" if ex.exact else "   APPROXIMATE (linearisation)"),
-    ]
-    fig.suptitle("\n".join(lines), fontsize=11)
-    return fig
+        + ("" if ex.exact else "   APPROXIMATE (linearisation)")
+    )
+
+
+def explanation_figure(ex: "Explanation", **kwargs: Any) -> "Figure":
+    """Both images with their contribution maps on ONE diverging scale centred on 0, a colour bar, the score
+    and the map sums. Images missing from ``ex`` (functional API) are drawn as grey backgrounds."""
+    captions = {s: f"image {s.upper()}: sum of its map = {float(m.sum()):+.4f}" for s, m in (("a", ex.map_a), ("b", ex.map_b))}
+    return _pair_figure(ex, {"a": ex.map_a, "b": ex.map_b}, captions, _score_line(ex), **kwargs)
+
+
+def point_figure(ex: "Explanation", side: str, row: int, col: int, **kwargs: Any) -> "Figure":
+    """Cell ``(row, col)`` of ``side`` marked, and its row of the pairwise matrix as a map on the other image."""
+    side = side.lower()
+    other = "b" if side == "a" else "a"
+    values = ex.point_map(side, row, col)
+    own = ex.map_a if side == "a" else ex.map_b
+    captions = {
+        side: f"image {side.upper()}: cell ({row}, {col}) carries {float(own[row, col]):+.4f} of the score",
+        other: f"image {other.upper()}: that cell's contributions, sum = {float(values.sum()):+.4f}",
+    }
+    return _pair_figure(ex, {other: values}, captions, _score_line(ex), cell=(side, row, col), **kwargs)
+
+
+def region_figure(ex: "Explanation", side: str, mask: Any, **kwargs: Any) -> "Figure":
+    """The region ``mask`` outlined on ``side``, and its region map on the other image."""
+    side = side.lower()
+    other = "b" if side == "a" else "a"
+    values = ex.region_map(side, mask)
+    score = ex.region_score(side, mask)
+    captions = {
+        side: f"image {side.upper()}: region score {score:+.4f} = {score / ex.score:.0%} of the score" if ex.score else "",
+        other: f"image {other.upper()}: where the region is matched, sum = {float(values.sum()):+.4f}",
+    }
+    return _pair_figure(ex, {other: values}, captions, _score_line(ex), mask=(side, mask), **kwargs)
 
 
 def save_figure(fig: "Figure", path: str | os.PathLike, dpi: int = 120) -> Path:
