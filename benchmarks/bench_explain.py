@@ -16,7 +16,9 @@ side by side in one run, on the CPU:
   (un-normalised) pooled embedding, target layer = the module whose output is the feature map, target =
   the dot product with image B's fixed embedding. One call gives ONE map (image A); a pair needs 2 calls;
 * ``captum_ig``     ``captum.attr.IntegratedGradients`` (``n_steps=50``, black baseline) on A's input pixels
-  with the same dot-product target. One call gives ONE map; a pair needs 2 calls.
+  with the same dot-product target. One call gives ONE map; a pair needs 2 calls. The timed calls use
+  ``internal_batch_size=2`` (``--ig-batch``): on 2 CPU cores small internal batches are the fastest per
+  step, so Captum is not handicapped; the default run adds one informational call with 10 (``--ig-batch-ref``).
 
 All methods see the same input tensor: the session's own input size (shorter side 448 px by default).
 Every timing is the median of several repeats after one warm-up (``time.perf_counter``); slow methods get
@@ -33,7 +35,8 @@ Run from the repository root::
     python benchmarks/bench_explain.py --quick    # fewer repeats, ~1-1.5 minutes
     python benchmarks/bench_explain.py --json results.json
 
-Timings on a shared machine are noisy: the load average at start and end is printed with the results.
+Timings on a shared machine are noisy: the load average at start and end is printed with the results, with a
+warning when other processes competed for the cores. ``--models`` restricts the run to one model.
 """
 
 from __future__ import annotations
@@ -82,12 +85,17 @@ class Settings:
     ig_repeats: int = 2
     ig_budget_s: float = 45.0
     """No further IG repeat once the IG repeats so far took this long."""
-    ig_batch: int = 10
+    ig_batch: int = 2
+    """Captum ``internal_batch_size`` of the timed IG calls (on 2 CPU cores 1-2 is fastest per step; 10 is ~1.8x
+    slower per step, see ``ig_batch_ref``)."""
+    ig_batch_ref: int = 10
+    """One extra, informational IG call with this ``internal_batch_size`` (0: skip)."""
     threads: int = 2
     quick: bool = False
 
 
-QUICK = Settings(fast_repeats=5, full_repeats=3, gradcam_repeats=2, ig_repeats=1, ig_budget_s=0.0, quick=True)
+QUICK = Settings(fast_repeats=5, full_repeats=3, gradcam_repeats=2, ig_repeats=1, ig_budget_s=0.0, ig_batch_ref=0,
+                 quick=True)
 
 
 @dataclass
@@ -216,6 +224,7 @@ class ModelResult:
     timings: dict[str, Timing] = field(default_factory=dict)
     ratios: dict[str, dict[str, Any]] = field(default_factory=dict)
     sanity: dict[str, float] = field(default_factory=dict)
+    ig_batches: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -255,6 +264,7 @@ def bench_model(name: str, kwargs: dict[str, Any], img_a: np.ndarray, img_b: np.
     # ---- ours -------------------------------------------------------------------------------------
     log("  timing ours_cached / decompose / pairwise ...")
     t["ours_cached"] = measure(lambda _: session.explain(img_a, img_b), s.fast_repeats)
+    t["ours_cached_prepared"] = measure(lambda _: session.explain(prep_a, prep_b), s.fast_repeats)
     feats_a, feats_b = session._features_prepared([prep_a, prep_b])
     t["decompose_only"] = measure(
         lambda _: decompose(feats_a, feats_b, session.pooling, session.p, session.normalize, session.head),
@@ -296,9 +306,10 @@ def bench_model(name: str, kwargs: dict[str, Any], img_a: np.ndarray, img_b: np.
         return net(x) @ e_b
 
     ig = IntegratedGradients(forward_func)
+    res.ig_batches = {"captum_ig": s.ig_batch, "captum_ig_ref": s.ig_batch_ref}
     black = session._to_input([np.zeros_like(prep_a)])  # a black image, normalised like every input
     attributions: list[Tensor] = []
-    log(f"  timing captum_ig (n_steps={IG_STEPS}, internal_batch_size={s.ig_batch}; tens of seconds per call) ...")
+    log(f"  timing captum_ig (n_steps={IG_STEPS}, internal_batch_size={s.ig_batch}; seconds to tens of seconds per call) ...")
     t["captum_ig"] = measure(
         lambda _: attributions.append(ig.attribute(x_a, baselines=black, n_steps=IG_STEPS,
                                                    internal_batch_size=s.ig_batch).detach()),
@@ -308,6 +319,12 @@ def bench_model(name: str, kwargs: dict[str, Any], img_a: np.ndarray, img_b: np.
         budget_s=s.ig_budget_s,
     )
     res.sanity["corr_ig_channel_sum_vs_map_a"] = _corr(_to_grid(attributions[-1][0].sum(0), ex.grid_a), ex.map_a)
+    if s.ig_batch_ref > 0 and s.ig_batch_ref != s.ig_batch:
+        log(f"  one informational captum_ig call with internal_batch_size={s.ig_batch_ref} ...")
+        t["captum_ig_ref"] = measure(
+            lambda _: ig.attribute(x_a, baselines=black, n_steps=IG_STEPS, internal_batch_size=s.ig_batch_ref),
+            1, warmup=lambda: ig.attribute(x_a, baselines=black, n_steps=s.ig_batch_ref,
+                                           internal_batch_size=s.ig_batch_ref))
     net.zero_grad(set_to_none=True)
 
     # ---- ratios -----------------------------------------------------------------------------------
@@ -319,7 +336,8 @@ def bench_model(name: str, kwargs: dict[str, Any], img_a: np.ndarray, img_b: np.
         "gradcam_pair_over_ours_full": {"value": gradcam_pair / full, "goal": ">= 2x", "met": gradcam_pair / full >= 2},
         "captum_ig_pair_over_ours_full": {"value": ig_pair / full, "goal": ">= 200x", "met": ig_pair / full >= 200},
         "ours_cached_over_forward": {"value": cached / fwd, "goal": "<= 5 %", "met": cached / fwd <= 0.05},
-        # informational: the decomposition alone, without image loading / resizing / hashing
+        # informational: explain on inputs already at network size (no resize), and the decomposition alone
+        "ours_cached_prepared_over_forward": {"value": t["ours_cached_prepared"].median_s / fwd, "goal": "info", "met": None},
         "decompose_only_over_forward": {"value": t["decompose_only"].median_s / fwd, "goal": "info", "met": None},
     }
     return res
@@ -360,13 +378,15 @@ def machine_info(threads: int) -> dict[str, Any]:
 ROWS: tuple[tuple[str, str, int, str], ...] = (
     # key, label, calls per pair, description
     ("ours_cached", "ours_cached", 1, "explain(a, b), features cached: load+resize+hash both + decompose (2 maps + score)"),
+    ("ours_cached_prepared", "  explain, prepared", 1, "the same on inputs already at network size: no resize, only hash + decompose"),
     ("decompose_only", "  decompose only", 1, "decompose(feats_a, feats_b) on the cached features"),
     ("pairwise", "  ex.pairwise", 1, "full N_A x N_B matrix on a fresh Explanation (on demand, extra)"),
     ("ours_full", "ours_full", 1, "explain(a, b) after clear_cache(): 2 forwards (one batch) + decompose"),
     ("forward", "forward", 1, "session._forward, image A then image B (2 calls), no decomposition"),
     ("forward_batch2", "  forward batch of 2", 1, "session._forward on A and B as one batch (as explain runs it)"),
     ("gradcam", "gradcam", 2, "GradCAM call = forward + backward, ONE map (A); pair = 2 calls"),
-    ("captum_ig", "captum_ig", 2, f"IntegratedGradients n_steps={IG_STEPS}, ONE map (A); pair = 2 calls"),
+    ("captum_ig", "captum_ig", 2, f"IntegratedGradients n_steps={IG_STEPS}, black baseline, ONE map (A); pair = 2 calls"),
+    ("captum_ig_ref", "  captum_ig batch ref", 2, "the same with the reference internal_batch_size (informational)"),
 )
 
 RATIO_LABELS: dict[str, str] = {
@@ -374,6 +394,7 @@ RATIO_LABELS: dict[str, str] = {
     "gradcam_pair_over_ours_full": "(2) Grad-CAM per pair (2 calls, fwd+bwd) / ours_full",
     "captum_ig_pair_over_ours_full": "(3) Captum IG per pair (2 calls) / ours_full",
     "ours_cached_over_forward": "(4) ours_cached / forward of both images",
+    "ours_cached_prepared_over_forward": "    explain on prepared inputs / forward of both images",
     "decompose_only_over_forward": "    decompose only / forward of both images",
 }
 
@@ -388,7 +409,11 @@ def format_model(r: ModelResult) -> str:
         f"   {'method':<22}{'median':>13}{'runs':>6}{'per pair':>14}   what",
     ]
     for key, label, calls, what in ROWS:
+        if key not in r.timings:
+            continue
         tm = r.timings[key]
+        if key.startswith("captum_ig"):
+            what = f"{what} [internal_batch_size={r.ig_batches[key]}]"
         lines.append(f"   {label:<22}{_ms(tm.median_s)}{tm.n:>6}{_ms(calls * tm.median_s)}   {what}")
     lines.append(f"   {'ratio':<55}{'value':>10}   {'goal':<8} result")
     for key, label in RATIO_LABELS.items():
@@ -415,7 +440,10 @@ def _jsonable(r: ModelResult) -> dict[str, Any]:
     d = asdict(r)
     d["timings"] = {k: {"median_s": v.median_s, "runs_s": v.runs_s, "n": v.n} for k, v in r.timings.items()}
     d["timings"]["gradcam"]["per_pair_s"] = 2 * r.timings["gradcam"].median_s
-    d["timings"]["captum_ig"]["per_pair_s"] = 2 * r.timings["captum_ig"].median_s
+    for key in ("captum_ig", "captum_ig_ref"):
+        if key in d["timings"]:
+            d["timings"][key]["per_pair_s"] = 2 * r.timings[key].median_s
+            d["timings"][key]["internal_batch_size"] = r.ig_batches[key]
     return d
 
 
@@ -429,7 +457,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="fewer repeats (about 1-1.5 minutes on 2 cores)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    ap.add_argument("--ig-batch", type=int, default=10, help="Captum internal_batch_size (default 10)")
+    ap.add_argument("--ig-batch", type=int, default=Settings.ig_batch,
+                    help=f"Captum internal_batch_size of the timed IG calls (default {Settings.ig_batch})")
+    ap.add_argument("--ig-batch-ref", type=int, default=None,
+                    help=f"one extra informational IG call with this internal_batch_size (default {Settings.ig_batch_ref}, "
+                    "none with --quick; 0: skip)")
     ap.add_argument("--models", nargs="+", default=[m for m, _ in MODELS], choices=[m for m, _ in MODELS],
                     help="models to benchmark (default: both)")
     return ap.parse_args(argv)
@@ -440,7 +472,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import skimage.data
 
     base = QUICK if args.quick else Settings()
-    settings = Settings(**{**asdict(base), "threads": args.threads, "ig_batch": args.ig_batch})
+    overrides: dict[str, Any] = {"threads": args.threads, "ig_batch": args.ig_batch}
+    if args.ig_batch_ref is not None:
+        overrides["ig_batch_ref"] = args.ig_batch_ref
+    settings = Settings(**{**asdict(base), **overrides})
     torch.set_num_threads(settings.threads)
     torch.manual_seed(0)
     started = time.perf_counter()
@@ -469,6 +504,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"median of up to {settings.fast_repeats} (fast) / {settings.full_repeats} (full, forward) / "
           f"{settings.gradcam_repeats} (Grad-CAM) / {settings.ig_repeats} (IG) runs after one warm-up")
     print("per pair: Grad-CAM and IG give one map per call, so a pair (maps of A and B) = 2 x one call (measured on A)")
+    cores = os.cpu_count() or 1
+    if load_start[0] > 0.5 * cores or load_end[0] > 1.5 * max(settings.threads, 1):
+        print(f"WARNING: the machine was busy (load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end, "
+              f"{cores} CPUs): other processes competed for the cores, timings are noisy")
     for r in results:
         print()
         print(format_model(r))

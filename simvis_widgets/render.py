@@ -146,6 +146,15 @@ def region_figure(ex: "Explanation", side: str, mask: Any, **kwargs: Any) -> "Fi
     return _pair_figure(ex, {other: values}, captions, _score_line(ex), mask=(side, mask), **kwargs)
 
 
+def _mode_for(path: Path) -> int:
+    """The permission bits a plain ``open(path, "w")`` would give (mkstemp makes 0600 files)."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_figure(fig: "Figure", path: str | os.PathLike, dpi: int = 120) -> Path:
     """Write ``fig`` to ``path`` atomically: a temporary file in the same folder, then a rename, so an
     interrupted save never leaves a half-written file. The format follows the extension."""
@@ -157,6 +166,7 @@ def save_figure(fig: "Figure", path: str | os.PathLike, dpi: int = 120) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format=fmt, dpi=dpi)
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

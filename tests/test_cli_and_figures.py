@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,17 @@ def test_cli_writes_a_figure(pair: tuple[Path, Path], tmp_path: Path, capsys: py
     # The heatmap is drawn: strongly red pixels exist somewhere in the figure.
     assert ((pixels[..., 0] - pixels[..., 2]) > 80).any()
     assert list(tmp_path.glob(".fig.png.*")) == []  # no temporary files left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # like any file the user writes, not mkstemp's 0600
+
+
+def test_cli_takes_demo_photos(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo.png"
+    assert cli.main(["explain", "demo:chelsea", "demo:coffee", "-o", str(out), "--size", "96", "--dpi", "50"]) == 0
+    assert out.stat().st_size > 0
+    assert cli.main(["explain", "demo:nope", "demo:coffee", "-o", str(out)]) == 2
+    assert "unknown demo image 'nope'" in capsys.readouterr().err
 
 
 def test_cli_entry_point_runs_as_a_program(pair: tuple[Path, Path], tmp_path: Path) -> None:
