@@ -32,7 +32,7 @@ fewer repeats. The ratios against the goals of the issue are printed and marked 
 Run from the repository root::
 
     python benchmarks/bench_explain.py            # ~2-4 minutes on 2 CPU cores
-    python benchmarks/bench_explain.py --quick    # fewer repeats, ~1-1.5 minutes
+    python benchmarks/bench_explain.py --quick    # fewer repeats, under a minute
     python benchmarks/bench_explain.py --json results.json
 
 Timings on a shared machine are noisy: the load average at start and end is printed with the results, with a
