@@ -265,7 +265,7 @@ def bench_model(name: str, kwargs: dict[str, Any], img_a: np.ndarray, img_b: np.
     log("  timing ours_cached / decompose / pairwise ...")
     t["ours_cached"] = measure(lambda _: session.explain(img_a, img_b), s.fast_repeats)
     t["ours_cached_prepared"] = measure(lambda _: session.explain(prep_a, prep_b), s.fast_repeats)
-    feats_a, feats_b = session._features_prepared([prep_a, prep_b])
+    (_, feats_a), (_, feats_b) = session._lookup([prep_a, prep_b])
     t["decompose_only"] = measure(
         lambda _: decompose(feats_a, feats_b, session.pooling, session.p, session.normalize, session.head),
         s.fast_repeats)

@@ -291,7 +291,7 @@ def _global(g_a: Tensor, g_b: Tensor, bias: Tensor | None, scale: Tensor) -> Ten
 
 def _prepare(
     feats_a: Tensor, feats_b: Tensor, grid_a: Sequence[int] | None, grid_b: Sequence[int] | None,
-    pooling: str, p: float, head: Any,
+    pooling: str, p: float, head: Any, check_values: bool,
 ) -> tuple[Tensor, tuple[int, int], Tensor, tuple[int, int], str, LinearHead | None]:
     pooling = check_pooling(pooling, p)
     head = LinearHead.coerce(head)
@@ -299,11 +299,11 @@ def _prepare(
     if feats_b.dim() == 4 or (feats_b.dim() == 3 and grid_b is not None and feats_a.dim() == 2):
         raise DecompositionError("feats_b holds a batch: use decompose_many for one query against many")
     locs_b, grid_b = as_locations(feats_b, grid_b, "feats_b")
-    _check_pair(locs_a, locs_b, head)
+    _check_pair(locs_a, locs_b, head, check_values)
     return locs_a, grid_a, locs_b, grid_b, pooling, head
 
 
-def _check_pair(locs_a: Tensor, locs_b: Tensor, head: LinearHead | None) -> None:
+def _check_pair(locs_a: Tensor, locs_b: Tensor, head: LinearHead | None, check_values: bool = True) -> None:
     if locs_a.shape[-1] != locs_b.shape[-1]:
         raise DecompositionError(
             f"feature dimensions differ: A has {locs_a.shape[-1]} channels, B has {locs_b.shape[-1]}"
@@ -314,8 +314,9 @@ def _check_pair(locs_a: Tensor, locs_b: Tensor, head: LinearHead | None) -> None
         raise DecompositionError(
             f"head weight has shape {tuple(head.weight.shape)} but the features have {locs_a.shape[-1]} channels"
         )
-    check_finite(locs_a, "feats_a")
-    check_finite(locs_b, "feats_b")
+    if check_values:
+        check_finite(locs_a, "feats_a")
+        check_finite(locs_b, "feats_b")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -450,6 +451,7 @@ def decompose(
     *,
     grid_a: Sequence[int] | None = None,
     grid_b: Sequence[int] | None = None,
+    check_values: bool = True,
 ) -> Explanation:
     """Decompose the similarity of two pooled embeddings into contributions of locations.
 
@@ -457,8 +459,9 @@ def decompose(
     ``grid_b``. ``pooling`` in ``avg | sum | max | gem`` (``p`` for GeM, ``p >= 1``); ``normalize``: cosine
     (True) or dot product; ``head``: an affine head after pooling (:class:`LinearHead`, ``nn.Linear``,
     ``(W, b)``), or None. Computed in float32 (float64 if an input is float64) on the features' device.
+    ``check_values=False`` skips the scan for NaN / inf (for callers that already checked the features).
     """
-    locs_a, grid_a, locs_b, grid_b, pooling, head = _prepare(feats_a, feats_b, grid_a, grid_b, pooling, p, head)
+    locs_a, grid_a, locs_b, grid_b, pooling, head = _prepare(feats_a, feats_b, grid_a, grid_b, pooling, p, head, check_values)
     dtype = _compute_dtype(locs_a, locs_b)
     pa = _project(locs_a.to(dtype), pooling, p, head)
     pb = _project(locs_b.to(dtype), pooling, p, head)

@@ -91,15 +91,18 @@ def test_feature_cache_skips_the_network(photos: dict) -> None:
     session._extract = lambda x: (calls.append(x.shape[0]), extract(x))[1]
     a, b = photos["motorcycle_left"], photos["motorcycle_right"]
     first = session.explain(a, b)
-    assert calls == [2]  # one batch for a same-size pair
+    assert calls == [1, 1]  # on the CPU one image per forward pass
     second = session.explain(a.copy(), b.copy())  # same content, new objects
-    assert calls == [2]
+    assert calls == [1, 1]
     assert second.score == first.score
     session.explain(a, photos["astronaut"])  # a is cached, astronaut is new
-    assert calls == [2, 1]
+    assert calls == [1, 1, 1]
+    session.size = 64  # other settings, other network input: not a cache hit
+    session.features(a)
+    assert calls == [1, 1, 1, 1]
     session.clear_cache()
     session.features(a)
-    assert calls == [2, 1, 1]
+    assert calls == [1, 1, 1, 1, 1]
 
 
 def test_all_input_kinds_give_the_same_features(resnet18_random: sv.ModelSession, photos: dict, tmp_path: Path) -> None:
