@@ -377,13 +377,13 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 ROWS: tuple[tuple[str, str, int, str], ...] = (
     # key, label, calls per pair, description
-    ("ours_cached", "ours_cached", 1, "explain(a, b), features cached: load+resize+hash both + decompose (2 maps + score)"),
+    ("ours_cached", "ours_cached", 1, "explain(a, b), features cached: load+hash both (no resize on a hit) + decompose (2 maps + score)"),
     ("ours_cached_prepared", "  explain, prepared", 1, "the same on inputs already at network size: no resize, only hash + decompose"),
     ("decompose_only", "  decompose only", 1, "decompose(feats_a, feats_b) on the cached features"),
     ("pairwise", "  ex.pairwise", 1, "full N_A x N_B matrix on a fresh Explanation (on demand, extra)"),
-    ("ours_full", "ours_full", 1, "explain(a, b) after clear_cache(): 2 forwards (one batch) + decompose"),
+    ("ours_full", "ours_full", 1, "explain(a, b) after clear_cache(): 2 forwards (one per image on CPU) + decompose"),
     ("forward", "forward", 1, "session._forward, image A then image B (2 calls), no decomposition"),
-    ("forward_batch2", "  forward batch of 2", 1, "session._forward on A and B as one batch (as explain runs it)"),
+    ("forward_batch2", "  forward batch of 2", 1, "session._forward on A and B as one batch (informational; explain runs one per image on CPU)"),
     ("gradcam", "gradcam", 2, "GradCAM call = forward + backward, ONE map (A); pair = 2 calls"),
     ("captum_ig", "captum_ig", 2, f"IntegratedGradients n_steps={IG_STEPS}, black baseline, ONE map (A); pair = 2 calls"),
     ("captum_ig_ref", "  captum_ig batch ref", 2, "the same with the reference internal_batch_size (informational)"),
