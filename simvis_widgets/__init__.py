@@ -21,6 +21,7 @@ from .decompose import (
 from .images import ImageInputError, load_image
 from .models import ModelError, WeightsUnavailableError, available_models
 from .session import ModelSession
+from .widgets import PairExplorer, PairExplorerError
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,8 @@ __all__ = [
     "ManyExplanation",
     "ModelError",
     "ModelSession",
+    "PairExplorer",
+    "PairExplorerError",
     "WeightsUnavailableError",
     "available_models",
     "datasets",

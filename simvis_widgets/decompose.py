@@ -23,11 +23,11 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
     from matplotlib.figure import Figure
 
 POOLINGS: tuple[str, ...] = ("avg", "sum", "max", "gem")
@@ -225,7 +225,7 @@ def cell_weights(
     ``w[i]`` is the exact fraction of cell ``i``'s area covered (area-weighted average of the mask over the
     cell). When ``image_size`` is known, a mask matching neither it nor the grid is an error.
     """
-    m = torch.as_tensor(mask)
+    m = mask if isinstance(mask, Tensor) else torch.as_tensor(np.array(mask))
     if m.dim() != 2:
         raise DecompositionError(f"{name} must be 2-D (H, W); got shape {tuple(m.shape)}")
     if m.numel() == 0:
@@ -411,6 +411,16 @@ class Explanation:
         from .render import explanation_figure
 
         return explanation_figure(self, **kwargs)
+
+    def swapped(self) -> "Explanation":
+        """The same pair with A and B exchanged (``pairwise`` transposed); the score is symmetric."""
+        return Explanation(
+            score=self.score, map_a=self.map_b, map_b=self.map_a, global_term=self.global_term,
+            grid_a=self.grid_b, grid_b=self.grid_a, shares_a=self.shares_b, shares_b=self.shares_a,
+            scale=self.scale, embedding_a=self.embedding_b, embedding_b=self.embedding_a, pooling=self.pooling,
+            p=self.p, normalized=self.normalized, exact=self.exact, model_name=self.model_name,
+            image_a=self.image_b, image_b=self.image_a,
+        )
 
     def point_figure(self, side: str, row: int, col: int, **kwargs: Any) -> "Figure":
         """A figure of :meth:`point_map`: the cell marked on ``side``, its contributions on the other image."""

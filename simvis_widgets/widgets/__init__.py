@@ -1,0 +1,5 @@
+"""Jupyter widgets (anywidget): one Python class and one ES module per widget, no build step."""
+
+from .pair_explorer import PairExplorer, PairExplorerError
+
+__all__ = ["PairExplorer", "PairExplorerError"]
