@@ -13,7 +13,8 @@ demo:
 	  "$$venv/bin/jupyter" lab notebooks/01_quickstart.ipynb --ip=127.0.0.1 --port=$(PORT) \
 	    $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(JUPYTER_ARGS)
 
-## Run every test: unit, property, session, CLI and notebook execution.
+## Run every test: unit, property, session, widget, CLI, notebook execution and real-browser tests.
 test:
+	@tools/ensure_chromium.sh
 	@venv=$$(tools/venv.sh) && \
 	  "$$venv/bin/python" -m pytest --nbmake tests notebooks $(PYTEST_ARGS)

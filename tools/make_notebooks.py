@@ -34,10 +34,31 @@ def quickstart() -> nbformat.NotebookNode:
             "session"
         ),
         new_markdown_cell(
-            "## Two views of one scene\n"
-            "The Middlebury stereo pair: the same motorcycle seen from two slightly different positions. "
-            "**Red** cells add to the similarity, **blue** cells take away; both maps share one colour scale "
-            "centred on 0."
+            "## Explore a pair live\n"
+            "Two views of the same motorcycle (the Middlebury stereo pair). **Overview** shows each image's map; "
+            "**Hover** shows, for the cell under the mouse, where on the other image its features are matched "
+            "(one row of $P$); **Paint** a region (drag; `[` `]` change the brush, `e` erases) and the other image "
+            "shows where that region is matched, with the region's share of the score. Everything after the first "
+            "draw is computed in the browser, so it follows the mouse without a kernel round trip. "
+            "**Red** adds to the similarity, **blue** takes away; the scale is shared and centred on 0."
+        ),
+        new_code_cell(
+            "explorer = sv.PairExplorer(session, photos['motorcycle_left'], photos['motorcycle_right'])\n"
+            "explorer"
+        ),
+        new_markdown_cell(
+            "The widget's state is ordinary Python: `explorer.mode`, `explorer.hover_a`, `explorer.mask_a` (the "
+            "painted region, updated at the end of each stroke) and `explorer.region_score('a')`. "
+            "`explorer.save_png(path)` draws the current view; `explorer.to_html(path)` writes a page that keeps "
+            "working without a kernel."
+        ),
+        new_code_cell(
+            "explorer.mode, explorer.hover_a, explorer.mask_a is not None, explorer.region_score('a')"
+        ),
+        new_markdown_cell(
+            "## The same pair as static figures\n"
+            "`session.explain` returns the decomposition itself; its figures work anywhere matplotlib does "
+            "(papers, slides, the `simvis explain` command)."
         ),
         new_code_cell(
             "ex = session.explain(photos['motorcycle_left'], photos['motorcycle_right'])\n"

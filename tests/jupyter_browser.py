@@ -1,0 +1,158 @@
+"""Real-browser helpers: a JupyterLab server on loopback and headless Debian Chromium driven by Playwright.
+
+Facts this relies on (shared/notes/environment.md): Playwright cannot download browsers here, so it drives
+``/usr/bin/chromium``; JupyterLab as root needs ``--allow-root``; ``expose_app_in_browser`` gives
+``window.jupyterapp``; a fresh server, config and runtime dir per test session; ``?reset`` stops JupyterLab
+reopening old tabs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+CHROMIUM = os.environ.get("SIMVIS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class JupyterServer:
+    url: str
+    token: str
+    root: Path
+    log: Path
+
+    def lab(self, notebook: str) -> str:
+        return f"{self.url}/lab/tree/{notebook}?reset&token={self.token}"
+
+    def classic(self, notebook: str) -> str:
+        return f"{self.url}/notebooks/{notebook}?token={self.token}"
+
+
+@contextlib.contextmanager
+def jupyter_server(root: Path, workdir: Path) -> Iterator[JupyterServer]:
+    """JupyterLab (which also serves Notebook 7's /notebooks pages) on 127.0.0.1, stopped on exit."""
+    port, token = free_port(), secrets.token_hex(16)
+    env = dict(os.environ)
+    for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+        d = workdir / name.lower()
+        d.mkdir(parents=True, exist_ok=True)
+        env[name] = str(d)
+    env["SIMVIS_OFFLINE"] = "1"
+    # JupyterLab settings: render every cell (no windowing, so widgets below the fold exist), no news popup.
+    settings = workdir / "lab-settings"
+    for plugin, values in {
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
+    }.items():
+        target = settings / plugin
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(workdir / "lab-workspaces")
+    log = workdir / "jupyter.log"
+    cmd = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+        "--JupyterNotebookApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True",
+        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
+                    json.load(r)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"jupyter lab did not answer in 90 s:\n{log.read_text()[-3000:]}") from None
+                time.sleep(0.5)
+        yield JupyterServer(url, token, root, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def chromium(workdir: Path, viewport: tuple[int, int] = (1400, 1000)) -> Iterator[Any]:
+    """A Playwright page in headless Debian Chromium with a fresh profile."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: apt-get install -y chromium (make test does this)")
+    profile = workdir / "chromium-profile"
+    shutil.rmtree(profile, ignore_errors=True)
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": viewport[0], "height": viewport[1]},
+        )
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.errors = []  # type: ignore[attr-defined]
+            page.on("pageerror", lambda e: page.errors.append(str(e)))  # type: ignore[attr-defined]
+            yield page
+        finally:
+            context.close()
+
+
+RUN_ALL = """async () => {
+  const app = window.jupyterapp;
+  const widget = app.shell.currentWidget;
+  await widget.context.ready;
+  await widget.sessionContext.ready;
+  await app.commands.execute('notebook:run-all-cells');
+}"""
+
+KERNEL_EXEC = """async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const future = kernel.requestExecute({ code, store_history: false });
+  let text = '';
+  future.onIOPub = (msg) => {
+    if (msg.header.msg_type === 'stream') text += msg.content.text;
+    if (msg.header.msg_type === 'error') text += 'ERROR ' + msg.content.ename + ': ' + msg.content.evalue;
+  };
+  await future.done;
+  return text;
+}"""
+
+
+def open_and_run(page: Any, url: str, timeout_s: float = 180) -> None:
+    """Open a notebook page, wait for the app and its kernel, run all cells."""
+    page.goto(url)
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget && window.jupyterapp.shell.currentWidget.sessionContext", timeout=timeout_s * 1000)
+    page.evaluate(RUN_ALL)
+
+
+def kernel_exec(page: Any, code: str) -> str:
+    """Run ``code`` in the notebook's kernel and return what it printed."""
+    return str(page.evaluate(KERNEL_EXEC, code))
