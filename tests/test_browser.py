@@ -129,6 +129,11 @@ def test_jupyterlab_hover_and_paint(server: Any, reference: sv.Explanation, tmp_
         assert_map_shown(page, "a", reference.point_map("b", 10, 5))
         printed = kernel_exec(page, "print(explorer.hover_b, explorer.hover_a, explorer.mode)")
         assert printed.split() == ["[10,", "5]", "[]", "hover"]
+        before = draws(page)
+        kernel_exec(page, "explorer.hover_b = []; explorer.hover_a = [6, 7]")  # Python drives the view too
+        wait_for_draw(page, before)
+        page.wait_for_function("() => document.querySelector('.simvis-pair').__simvis.model.get('hover_a')[0] === 6")
+        assert_map_shown(page, "b", reference.point_map("a", 6, 7))
 
         widget.get_by_role("button", name="Paint").click()
         x0, y0 = cell_position(page, widget, "a", 9, 14)
