@@ -9,14 +9,32 @@ chelsea             ``skimage.data.chelsea()``: Stefan van der Walt's cat
 coffee              ``skimage.data.coffee()``: a cup of coffee (Rachel Michetti)
 astronaut           ``skimage.data.astronaut()``: Eileen Collins (NASA, public domain)
 rocket              ``skimage.data.rocket()``: SpaceX Falcon 9 (public domain)
+hubble              ``skimage.data.hubble_deep_field()``: Hubble eXtreme Deep Field (NASA, public domain)
+ihc                 ``skimage.data.immunohistochemistry()``: stained tissue (Greg Sherwood, CC0)
+retina              ``skimage.data.retina()``: a human retina (Wikimedia, public domain)
+china               ``sklearn.datasets.load_sample_images()``: china.jpg (a temple in China, CC BY 2.0)
+flower              ``sklearn.datasets.load_sample_images()``: flower.jpg (a flower, CC BY 2.0)
 =================== ========================================================================
+
+:func:`demo_views` turns each photo into a group of realistic views (crops, scale, flips, colour, small
+rotations and perspective), so retrieval has right answers; :func:`demo_gallery` embeds them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-DEMO_IMAGES = ("motorcycle_left", "motorcycle_right", "chelsea", "coffee", "astronaut", "rocket")
+if TYPE_CHECKING:  # pragma: no cover
+    from .gallery import Gallery
+    from .session import ModelSession
+
+DEMO_IMAGES = ("motorcycle_left", "motorcycle_right", "chelsea", "coffee", "astronaut", "rocket",
+               "hubble", "ihc", "retina", "china", "flower")
+GALLERY_PHOTOS = ("motorcycle_left", "chelsea", "coffee", "astronaut", "rocket", "hubble", "ihc", "retina", "china", "flower")
+_SKIMAGE_NAMES = {"hubble": "hubble_deep_field", "ihc": "immunohistochemistry"}
 
 
 def _skimage_data():  # type: ignore[no-untyped-def]
@@ -36,11 +54,74 @@ def demo_image(name: str) -> np.ndarray:
         return data.stereo_motorcycle()[0]
     if name == "motorcycle_right":
         return data.stereo_motorcycle()[1]
+    if name in ("china", "flower"):
+        try:
+            from sklearn.datasets import load_sample_image
+        except ImportError:
+            raise ImportError("the china / flower photos ship inside scikit-learn: pip install scikit-learn") from None
+        return load_sample_image(f"{name}.jpg")
     if name in DEMO_IMAGES:
-        return getattr(data, name)()
+        return getattr(data, _SKIMAGE_NAMES.get(name, name))()
     raise KeyError(f"unknown demo image {name!r}; choose one of {', '.join(DEMO_IMAGES)}")
 
 
 def demo_images() -> dict[str, np.ndarray]:
     """All demo photos by name."""
     return {name: demo_image(name) for name in DEMO_IMAGES}
+
+
+@dataclass
+class DemoViews:
+    """Views of the demo photos with their group (the source photo): right answers for retrieval."""
+
+    images: list[np.ndarray]
+    groups: list[str]
+    names: list[str]
+
+
+def demo_views(views_per_photo: int = 5, seed: int = 0, short_side: int = 320,
+               photos: tuple[str, ...] = GALLERY_PHOTOS) -> DemoViews:
+    """Each photo (shorter side ``short_side`` px) plus ``views_per_photo - 1`` augmented views of it:
+    a random resized crop (50-100 % of the area), horizontal flip, colour jitter, a rotation up to 10 degrees
+    and a mild perspective change, drawn with a fixed ``seed`` (the same views every time)."""
+    import torch
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    if views_per_photo < 1:
+        raise ValueError(f"views_per_photo must be >= 1, got {views_per_photo}")
+    images, groups, names = [], [], []
+    generator = torch.Generator().manual_seed(seed)
+    for photo in photos:
+        img = demo_image(photo)
+        h, w = img.shape[:2]
+        f = short_side / min(h, w)
+        size = (int(round(h * f)), int(round(w * f)))
+        base = np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.Resampling.BICUBIC))
+        augment = v2.Compose([
+            v2.RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(size[1] / size[0] * 0.8, size[1] / size[0] * 1.25), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03),
+            v2.RandomRotation(10),
+            v2.RandomPerspective(distortion_scale=0.2, p=0.5),
+        ])
+        for view in range(views_per_photo):
+            if view == 0:
+                out = base
+            else:
+                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+                tensor = torch.from_numpy(np.array(base)).permute(2, 0, 1)
+                out = augment(tensor).permute(1, 2, 0).numpy()
+            images.append(np.ascontiguousarray(out))
+            groups.append(photo)
+            names.append(f"{photo}/{view}")
+    return DemoViews(images, groups, names)
+
+
+def demo_gallery(session: "ModelSession", views_per_photo: int = 5, seed: int = 0, **build: Any) -> "Gallery":
+    """A :class:`~simvis_widgets.gallery.Gallery` of :func:`demo_views`, labelled by source photo."""
+    from .gallery import Gallery
+
+    views = demo_views(views_per_photo, seed)
+    build.setdefault("progress", False)
+    return Gallery.build(views.images, session, labels=views.groups, **build)

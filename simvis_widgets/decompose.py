@@ -212,7 +212,7 @@ def _overlap(n_pixels: int, n_cells: int, dtype: torch.dtype, device: torch.devi
 def cell_weights(
     mask: Any,
     grid: tuple[int, int],
-    image_size: tuple[int, int] | None = None,
+    image_size: tuple[int, int] | Sequence[tuple[int, int]] | None = None,
     *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
@@ -223,7 +223,8 @@ def cell_weights(
     ``mask`` is a bool or float array/tensor with values in [0, 1], either at cell resolution (its shape equals
     ``grid``) or at image resolution (any other shape; the image spans the whole grid). At image resolution
     ``w[i]`` is the exact fraction of cell ``i``'s area covered (area-weighted average of the mask over the
-    cell). When ``image_size`` is known, a mask matching neither it nor the grid is an error.
+    cell). When ``image_size`` is known (one size or several accepted ones, e.g. the network input and the
+    original photo, which share an aspect ratio), a mask matching neither it nor the grid is an error.
     """
     m = mask if isinstance(mask, Tensor) else torch.as_tensor(np.array(mask))
     if m.dim() != 2:
@@ -237,10 +238,11 @@ def cell_weights(
     shape = tuple(m.shape)
     if shape == tuple(grid):
         return m.to(dtype)
-    if image_size is not None and shape != tuple(image_size):
-        raise DecompositionError(
-            f"{name} has shape {shape}; expected the image size {tuple(image_size)} or the cell grid {tuple(grid)}"
-        )
+    if image_size is not None:
+        sizes = [tuple(image_size)] if isinstance(image_size[0], int) else [tuple(s) for s in image_size]  # type: ignore[arg-type]
+        if shape not in sizes:
+            expected = " or ".join(str(s) for s in sizes)
+            raise DecompositionError(f"{name} has shape {shape}; expected the image size {expected} or the cell grid {tuple(grid)}")
     rows = _overlap(shape[0], grid[0], torch.float64, m.device)
     cols = _overlap(shape[1], grid[1], torch.float64, m.device)
     return (rows @ m @ cols.T).to(dtype)
@@ -358,6 +360,9 @@ class Explanation:
     image_a: "np.ndarray | None" = field(repr=False, default=None)
     """The image A as the network saw it (``H x W x 3`` uint8), if known: for figures and pixel masks."""
     image_b: "np.ndarray | None" = field(repr=False, default=None)
+    source_size_a: tuple[int, int] | None = field(repr=False, default=None)
+    """``(H, W)`` of image A as given, before resizing for the network: pixel masks may use this size too."""
+    source_size_b: tuple[int, int] | None = field(repr=False, default=None)
 
     @functools.cached_property
     def pairwise(self) -> Tensor:
@@ -372,14 +377,17 @@ class Explanation:
     def image_size_b(self) -> tuple[int, int] | None:
         return None if self.image_b is None else tuple(self.image_b.shape[:2])  # type: ignore[return-value]
 
-    def _side(self, side: str) -> tuple[Tensor, Tensor, tuple[int, int], tuple[int, int], tuple[int, int] | None]:
-        """(shares of the chosen side, shares of the other, grid of the chosen, grid of the other, image size)."""
+    def _side(self, side: str) -> tuple[Tensor, Tensor, tuple[int, int], tuple[int, int], list[tuple[int, int]] | None]:
+        """(shares of the chosen side, shares of the other, grid of the chosen, grid of the other, pixel sizes
+        a mask may have: the network input and the image as given)."""
         s = str(side).lower()
+        if s not in ("a", "b"):
+            raise DecompositionError(f"side must be 'a' or 'b', got {side!r}")
+        image, source = (self.image_size_a, self.source_size_a) if s == "a" else (self.image_size_b, self.source_size_b)
+        sizes = [size for size in (image, source) if size is not None] or None
         if s == "a":
-            return self.shares_a, self.shares_b, self.grid_a, self.grid_b, self.image_size_a
-        if s == "b":
-            return self.shares_b, self.shares_a, self.grid_b, self.grid_a, self.image_size_b
-        raise DecompositionError(f"side must be 'a' or 'b', got {side!r}")
+            return self.shares_a, self.shares_b, self.grid_a, self.grid_b, sizes
+        return self.shares_b, self.shares_a, self.grid_b, self.grid_a, sizes
 
     def point_map(self, side: str, row: int, col: int) -> Tensor:
         """Contributions of cell ``(row, col)`` of ``side`` paired with every cell of the other image: that
@@ -419,7 +427,7 @@ class Explanation:
             grid_a=self.grid_b, grid_b=self.grid_a, shares_a=self.shares_b, shares_b=self.shares_a,
             scale=self.scale, embedding_a=self.embedding_b, embedding_b=self.embedding_a, pooling=self.pooling,
             p=self.p, normalized=self.normalized, exact=self.exact, model_name=self.model_name,
-            image_a=self.image_b, image_b=self.image_a,
+            image_a=self.image_b, image_b=self.image_a, source_size_a=self.source_size_b, source_size_b=self.source_size_a,
         )
 
     def point_figure(self, side: str, row: int, col: int, **kwargs: Any) -> "Figure":
@@ -566,6 +574,20 @@ def decompose_many(
         grid_a=grid_a,
         grid_b=grid_b,
     )
+
+
+def pooled_embeddings(
+    feats: Tensor, pooling: str = "avg", p: float = 3.0, head: Any = None
+) -> tuple[Tensor, Tensor]:
+    """For a batch ``(K, C, H, W)`` (or one ``(C, H, W)``) of local features: ``(g, e)`` with ``e = W f + c``
+    the embeddings (pooled the network's way, not normalised) and ``g = e - c`` (``e`` without a bias)."""
+    pooling = check_pooling(pooling, p)
+    head = LinearHead.coerce(head)
+    if feats.dim() not in (3, 4):
+        raise DecompositionError(f"feats must be (C, H, W) or (K, C, H, W); got shape {tuple(feats.shape)}")
+    locs = feats.flatten(-2).transpose(-1, -2)
+    pr = _project(locs.to(_compute_dtype(locs)), pooling, p, head)
+    return pr.summed, pr.embedding
 
 
 def region_query(

@@ -252,8 +252,10 @@ class ModelSession:
 
     def explain(self, img_a: ImageLike, img_b: ImageLike) -> Explanation:
         """The exact decomposition of this network's similarity of ``img_a`` and ``img_b``."""
-        (prepared_a, feats_a), (prepared_b, feats_b) = self._lookup([img_a, img_b])
+        raw_a, raw_b = load_image(img_a), load_image(img_b)
+        (prepared_a, feats_a), (prepared_b, feats_b) = self._lookup([raw_a, raw_b])
         ex = decompose(feats_a, feats_b, self.pooling, self.p, self.normalize, self.head, check_values=False)
+        ex.source_size_a, ex.source_size_b = raw_a.shape[:2], raw_b.shape[:2]
         ex.model_name = self.name
         ex.image_a, ex.image_b = prepared_a, prepared_b
         return ex
