@@ -112,7 +112,7 @@ def demo_views(views_per_photo: int = 5, seed: int = 0, short_side: int = 320,
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
                 tensor = torch.from_numpy(np.array(base)).permute(2, 0, 1)
                 out = augment(tensor).permute(1, 2, 0).numpy()
-            images.append(np.ascontiguousarray(out))
+            images.append(np.array(out, copy=True, order="C"))
             groups.append(photo)
             names.append(f"{photo}/{view}")
     return DemoViews(images, groups, names)
