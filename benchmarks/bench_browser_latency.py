@@ -848,6 +848,17 @@ def report(cfg: Config, cases: list[Case], env: dict[str, Any]) -> tuple[str, di
     return "\n".join(lines), result
 
 
+def _finite(value: Any) -> Any:
+    """NaN / inf -> None, so the JSON is strict."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="ipycanvas on 14x14 only")
@@ -864,7 +875,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(text)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1, default=float))
+        args.json.write_text(json.dumps(_finite(result), indent=1))
         print(f"\nwrote {args.json}")
     return 0
 

@@ -21,6 +21,7 @@ from PIL import Image
 from ..decompose import Explanation
 from ..images import ImageLike, load_image
 from ..session import ModelSession
+from ._bundle import bundle
 
 HERE = Path(__file__).parent
 PAIRWISE_MAX = 1024 * 1024
@@ -82,7 +83,7 @@ class PairExplorer(anywidget.AnyWidget):
     (``"shared"`` | ``"per-view"``), ``show_grid``, ``brush`` (radius in image px), ``erase``.
     """
 
-    _esm = HERE / "pair_explorer.js"
+    _esm = bundle("pair_explorer.js")
     _css = HERE / "pair_explorer.css"
 
     # --- the pair (kernel -> browser once per pair; _pair_version changes last) ---
