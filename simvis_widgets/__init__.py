@@ -18,10 +18,11 @@ from .decompose import (
     pooling_shares,
     region_query,
 )
+from .gallery import Gallery, GalleryError, Hit
 from .images import ImageInputError, load_image
 from .models import ModelError, WeightsUnavailableError, available_models
 from .session import ModelSession
-from .widgets import PairExplorer, PairExplorerError
+from .widgets import PairExplorer, PairExplorerError, RetrievalExplorer
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,9 @@ __all__ = [
     "POOLINGS",
     "DecompositionError",
     "Explanation",
+    "Gallery",
+    "GalleryError",
+    "Hit",
     "ImageInputError",
     "LinearHead",
     "ManyExplanation",
@@ -36,6 +40,7 @@ __all__ = [
     "ModelSession",
     "PairExplorer",
     "PairExplorerError",
+    "RetrievalExplorer",
     "WeightsUnavailableError",
     "available_models",
     "datasets",

@@ -157,8 +157,10 @@ def _dataset_items(dataset: torch.utils.data.Dataset) -> tuple[list[Any], list[A
 class Gallery:
     """Embeddings and local features of many images, searchable by whole image, region or single cell."""
 
-    def __init__(self, session: ModelSession, entries: list[_Entry], embeddings: Tensor, features: list[np.ndarray]) -> None:
+    def __init__(self, session: ModelSession, entries: list[_Entry], embeddings: Tensor, features: list[np.ndarray],
+                 images: Sequence[Any] | None = None) -> None:
         self.session = session
+        self._images = list(images) if images is not None else None
         self._entries = entries
         self.embeddings = embeddings.to(session.device, torch.float32)
         """``(K, D)``: the network's embeddings ``e`` (not normalised)."""
@@ -215,7 +217,10 @@ class Gallery:
         entries: list[_Entry] = []
         embeddings: list[Tensor] = []
         features: list[np.ndarray] = []
+        kept: list[Any] = []
         for i in range(len(sources)):
+            if i in reuse or i in computed:
+                kept.append(sources[i])
             if i in reuse:
                 k = reuse[i]
                 e = cached._entries[k]  # type: ignore[union-attr]
@@ -233,7 +238,7 @@ class Gallery:
             warnings.warn(f"skipped {len(skipped)} unreadable image(s):\n{listing}", stacklevel=2)
         if not entries:
             raise GalleryError(f"none of the {len(sources)} images could be read ({_describe(source)})")
-        gallery = cls(session, entries, torch.stack(embeddings), features)
+        gallery = cls(session, entries, torch.stack(embeddings), features, images=kept)
         gallery.reused = len(reuse)
         gallery.embedded = len(computed)
         if cache_file is not None:
@@ -343,9 +348,11 @@ class Gallery:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, session: ModelSession, mmap: bool = True) -> "Gallery":
+    def load(cls, path: str | os.PathLike, session: ModelSession, mmap: bool = True,
+             images: Sequence[Any] | None = None) -> "Gallery":
         """Load a saved gallery for ``session`` (which must match the one that built it). Local features stay
-        on disk, memory-mapped, unless ``mmap=False``."""
+        on disk, memory-mapped, unless ``mmap=False``. ``images``: the in-memory images of a gallery built from
+        arrays (file-based galleries read their files), for :meth:`image`."""
         path = Path(path)
         if not path.is_file():
             raise GalleryError(f"gallery file '{path}' does not exist")
@@ -386,7 +393,9 @@ class Gallery:
             entries.append(_Entry(e["source"], e["pixel_hash"], e["file_hash"], (h, w), e.get("label")))
         if not np.isfinite(emb).all():
             raise GalleryError(f"gallery file '{path}' is corrupt (non-finite embeddings)")
-        return cls(session, entries, torch.from_numpy(emb.copy()), features)
+        if images is not None and len(images) != len(entries):
+            raise GalleryError(f"{len(images)} images given for a gallery of {len(entries)}")
+        return cls(session, entries, torch.from_numpy(emb.copy()), features, images=images)
 
     # ---------------------------------------------------------------------------------------------
     # Search
@@ -402,6 +411,15 @@ class Gallery:
     @property
     def labels(self) -> list[Any]:
         return [e.label for e in self._entries]
+
+    def image(self, index: int) -> np.ndarray:
+        """Gallery image ``index`` as an ``H x W x 3`` uint8 array (read from its file, or kept in memory)."""
+        entry = self._entries[index]
+        if self._images is not None:
+            return load_image(self._images[index])
+        if isinstance(entry.source, str):
+            return load_image(entry.source)
+        raise GalleryError(f"gallery image {index} was an in-memory image: pass images=... to Gallery.load to show it")
 
     def features(self, index: int) -> Tensor:
         """Local features ``(C, h, w)`` of gallery image ``index`` (float32, on the session's device)."""

@@ -1,5 +1,6 @@
 """Jupyter widgets (anywidget): one Python class and one ES module per widget, no build step."""
 
 from .pair_explorer import PairExplorer, PairExplorerError
+from .retrieval_explorer import RetrievalExplorer
 
-__all__ = ["PairExplorer", "PairExplorerError"]
+__all__ = ["PairExplorer", "PairExplorerError", "RetrievalExplorer"]
