@@ -20,12 +20,13 @@ by Playwright. It builds, without a model, one explanation per grid size (7x7, 1
 
 Both are hovered over image A only. Three measurements per front end and grid:
 
-(a) single move -> heatmap painted: ``--moves`` (default 100) real mouse moves (Playwright ``page.mouse.move``,
+(a) single move -> heatmap painted: ``--moves`` (default 200; 100 with ``--quick``) real mouse moves (Playwright ``page.mouse.move``,
     i.e. CDP input through the browser's input pipeline), each to a cell other than the previous one (random
     point inside the cell). After each move the script waits until that move's result is painted, then
     ``--gap-ms`` (50 ms) more, so moves never overlap. Latency = paint time - ``event.timeStamp``. p50, p95.
 (b) 60 Hz drag: 120 real mouse moves (``page.mouse.move`` from Python, one every 16.7 ms on a deadline
-    schedule, along a serpentine over image A; the achieved interval is printed). A move is *shown* if it was
+    schedule, along a serpentine over image A). ``page.mouse.move`` returns only once the renderer has taken
+    the input, so a busy page slows the sender down: the achieved interval is printed. A move is *shown* if it was
     the latest event of some draw (not superseded before drawing). A dispatched move the browser itself
     coalesced into a later pointermove (Chromium aligns mouse input to frames) never reaches the page and
     counts as not shown; the share the page received is printed next to it. Lag of what is shown: p50 / p90 of
@@ -63,8 +64,8 @@ compositor presents them with the next frame (headless Chromium, software render
 
 Run from the repository root::
 
-    python benchmarks/bench_browser_latency.py             # ~4-6 minutes on 2 CPU cores
-    python benchmarks/bench_browser_latency.py --quick     # ipycanvas on 14x14 only; ~2 minutes
+    python benchmarks/bench_browser_latency.py             # ~2.5-3 minutes on 2 CPU cores
+    python benchmarks/bench_browser_latency.py --quick     # 100 single moves, ipycanvas on 14x14 only; ~1 minute
     python benchmarks/bench_browser_latency.py --json results.json
 
 Goals (printed next to the anywidget results): p50 <= 4 ms, p95 <= 16 ms, >= 95 % of drag moves shown, burst
@@ -248,6 +249,36 @@ BURST = r"""async ([points, timeoutMs]) => {
            trace: B.view ? B.view.trace.slice() : [], drawCount: B.view ? Number(B.view.root.dataset.draws || 0) - B.drawCount0 : 0 };
 }"""
 
+# A second, unmeasured burst with the widget's hot functions wrapped: where does the time of one burst go?
+BURST_PROFILE = r"""async ([points]) => {
+  const B = window.__bench;
+  const v = B.view, m = v.model, el = B.target;
+  const T = { locate: 0, save_changes: 0, draw: 0, drawCaptions: 0, drawHeat: 0, drawMarks: 0, point: 0,
+              n_save_changes: 0, n_draw: 0 };
+  const wrap = (obj, name, key) => {
+    const had = Object.prototype.hasOwnProperty.call(obj, name), orig = obj[name];
+    obj[name] = function (...args) {
+      const t = performance.now();
+      try { return orig.apply(this, args); } finally { T[key] += performance.now() - t; if (('n_' + key) in T) T['n_' + key]++; }
+    };
+    return () => { if (had) obj[name] = orig; else delete obj[name]; };
+  };
+  const undo = [wrap(v.a, 'locate', 'locate'), wrap(m, 'save_changes', 'save_changes'), wrap(v, 'draw', 'draw'),
+                wrap(v, 'drawCaptions', 'drawCaptions'), wrap(v.a, 'drawHeat', 'drawHeat'), wrap(v.b, 'drawHeat', 'drawHeat'),
+                wrap(v.a, 'drawMarks', 'drawMarks'), wrap(v.b, 'drawMarks', 'drawMarks'), wrap(v.contrib, 'point', 'point')];
+  const start = performance.now();
+  try {
+    for (const [x, y] of points)
+      el.dispatchEvent(new PointerEvent('pointermove', { clientX: x, clientY: y, bubbles: true, cancelable: true, composed: true,
+                                                         view: window, pointerId: 1, pointerType: 'mouse', isPrimary: true }));
+    T.loop = performance.now() - start;
+    await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+  } finally {
+    for (const f of undo.reverse()) f();
+  }
+  return T;
+}"""
+
 # ------------------------------------------------------------------------------------------------------------
 # The notebook
 # ------------------------------------------------------------------------------------------------------------
@@ -349,6 +380,7 @@ class Single:
     max_ms: float = float("nan")
     dispatch_p50_ms: float = float("nan")
     """event.timeStamp -> the page's handler runs (browser input queueing)."""
+    dispatch_p95_ms: float = float("nan")
     first_draw_p50_ms: float = float("nan")
     first_draw_p95_ms: float = float("nan")
     """anywidget only: event.timeStamp -> end of the first draw that shows the move's cell (traced or not)."""
@@ -387,6 +419,8 @@ class Burst:
     draws: int = 0
     """all draws of the widget in the burst (traced or not); ipycanvas: paints."""
     traced_draws: int = 0
+    profile: dict[str, float] = field(default_factory=dict)
+    """anywidget: ms spent in the widget's functions during a second (unmeasured) burst, and call counts."""
 
 
 @dataclass
@@ -572,7 +606,7 @@ def measure_single(page: Any, case: Case, region: Region, n: int, gap_ms: float,
         case.problems.append(f"single: {len(points) - 1} moves sent, {len(moves)} received by the page")
     s.p50_ms, s.p95_ms = pct(lat, 50), pct(lat, 95)
     s.max_ms = max(lat) if lat else float("nan")
-    s.dispatch_p50_ms = pct(dispatch, 50)
+    s.dispatch_p50_ms, s.dispatch_p95_ms = pct(dispatch, 50), pct(dispatch, 95)
 
 
 def measure_drag(page: Any, case: Case, region: Region) -> None:
@@ -677,6 +711,9 @@ def measure_burst(page: Any, case: Case, region: Region) -> None:
         b.draws = b.traced_draws = len(data["painted"])
     if not b.settled:
         case.problems.append("burst: the last event was not painted before the timeout")
+    if kind == "aw":
+        page.wait_for_timeout(200)
+        b.profile = {k: float(v) for k, v in page.evaluate(BURST_PROFILE, [[list(p) for p in points]]).items()}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -700,6 +737,39 @@ def load_average() -> str:
         return "n/a"
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds all processes have been busy since boot, CPU seconds of this process and its descendants,
+    counting only those alive now). Linux /proc; (nan, nan) elsewhere."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        values = [int(v) for v in fields]
+        busy = (sum(values[:8]) - values[3] - values[4]) / tick  # all but idle and iowait
+        parent: dict[int, int] = {}
+        cpu: dict[int, float] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            rest = stat.rsplit(")", 1)[1].split()
+            parent[int(entry.name)] = int(rest[1])
+            cpu[int(entry.name)] = (int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])) / tick
+        me = os.getpid()
+        mine = 0.0
+        for pid in cpu:
+            p = pid
+            while p > 1 and p != me:
+                p = parent.get(p, 0)
+            if p == me:
+                mine += cpu[pid]
+        return busy, mine
+    except (OSError, ValueError, IndexError):
+        return float("nan"), float("nan")
+
+
 def run(cfg: Config) -> dict[str, Any]:
     sys.path.insert(0, str(REPO / "tests"))
     from jupyter_browser import chromium, jupyter_server, kernel_exec, open_and_run  # type: ignore[import-not-found]
@@ -707,6 +777,7 @@ def run(cfg: Config) -> dict[str, Any]:
     cases: list[Case] = []
     env: dict[str, Any] = {"load_start": load_average()}
     wall0 = time.perf_counter()
+    busy0, mine0 = cpu_seconds()
     with tempfile.TemporaryDirectory(prefix="simvis-bench-latency-") as tmp:
         root, work = Path(tmp) / "nb", Path(tmp) / "jupyter"
         root.mkdir()
@@ -747,6 +818,9 @@ def run(cfg: Config) -> dict[str, Any]:
                 cases.append(case)
                 print(f"[{time.perf_counter() - wall0:5.1f} s] {front_end} {grid}x{grid}: single p50 {case.single.p50_ms:.1f} ms, "
                       f"drag shown {case.drag.shown_pct:.0f} %, burst {case.burst.settle_ms:.1f} ms", flush=True)
+            busy1, mine = cpu_seconds()  # before the server and the browser stop
+            wall = time.perf_counter() - wall0
+            env["other_cpu_pct"] = 100.0 * max(0.0, busy1 - busy0 - (mine - mine0)) / (wall * (os.cpu_count() or 1))
             errors = [e for e in page.errors if "ResizeObserver loop" not in e]  # type: ignore[attr-defined]
             if errors:
                 env["page_errors"] = errors[:10]
@@ -769,7 +843,10 @@ def report(cfg: Config, cases: list[Case], env: dict[str, Any]) -> tuple[str, di
     add("Live-hover latency in JupyterLab 4 + headless Chromium (Playwright), PairExplorer (anywidget, maps computed in JS)")
     add("vs ipycanvas with the map computed in the kernel per mouse move.")
     add(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; browser: {env.get('user_agent', '?')}")
-    add(f"load average at start {env['load_start']}, at end {env['load_end']}; wall time {env['wall_s']:.0f} s")
+    add(f"load average at start {env['load_start']}, at end {env['load_end']}; wall time {env['wall_s']:.0f} s; other processes "
+        f"(not this benchmark, its server, kernel or browser) kept the CPUs {fmt(env.get('other_cpu_pct', float('nan')), 0)} % busy")
+    if env.get("other_cpu_pct", 0.0) > 10:
+        add("WARNING: other processes competed for the CPUs during the run: timings are inflated and noisy")
     add(f"single moves: {cfg.moves} per case, {cfg.gap_ms:.0f} ms pause after each paint; drag: {DRAG_MOVES} real moves at 60 Hz "
         f"(page.mouse.move); burst: {BURST_MOVES} synthetic in-page events")
     if cfg.quick:
@@ -833,12 +910,22 @@ def report(cfg: Config, cases: list[Case], env: dict[str, Any]) -> tuple[str, di
                 f"draws per single move {fmt(s.draws_per_move, 2)}; one draw p50 {fmt(s.draw_cost_p50_ms, 2)} max {fmt(s.draw_cost_max_ms, 2)}; "
                 f"drag: {d.draws} draws, event interval p50 {fmt(d.event_interval_p50_ms)} (Python {fmt(d.interval_p50_ms)}); "
                 f"burst: {b.draws} draws ({b.traced_draws} traced), dispatch loop {fmt(b.dispatch_loop_ms)}")
+            add(f"      input queueing p95 {fmt(s.dispatch_p95_ms)}; burst profile (second burst, ms in): "
+                + ", ".join(f"{k} {fmt(v, 0 if k.startswith('n_') else 1)}" for k, v in b.profile.items()))
         else:
             add(f"  ipycanvas {c.grid:>2}x{c.grid:<2}: input queueing p50 {fmt(s.dispatch_p50_ms)}; "
-                f"drag: {d.draws} paints, last move painted {fmt(d.settle_after_last_ms, 0)} ms after it happened, event interval p50 "
+                f"p95 {fmt(s.dispatch_p95_ms)}; drag: {d.draws} paints, last move painted {fmt(d.settle_after_last_ms, 0)} ms after it happened, event interval p50 "
                 f"{fmt(d.event_interval_p50_ms)} (Python {fmt(d.interval_p50_ms)}); burst: {b.draws} paints")
         for p in c.problems:
             add(f"    problem: {p}")
+    add("")
+    add("Notes: 'input queueing' = event.timeStamp -> the page's first pointermove/mousemove listener runs (Chromium's")
+    add("input pipeline; part of every latency above). 'first draw showing the moved-to cell' = end of the first")
+    add("widget draw (traced or not) that already shows the cell of the move: the model's change:hover_* listener")
+    add("redraws synchronously inside the pointermove handler, and the traced draw that follows is then deferred")
+    add("to the next animation frame ('draws per single move' 2.00 = every cell change draws twice). The burst")
+    add("profile is a second, unmeasured burst with the widget's functions wrapped (inclusive ms; draw contains")
+    add("drawCaptions / drawHeat / drawMarks / point).")
     if env.get("page_errors"):
         add("page errors: " + " | ".join(env["page_errors"]))
     result = {
@@ -863,13 +950,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="ipycanvas on 14x14 only")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
-    parser.add_argument("--moves", type=int, default=100, help="single moves per case (default 100)")
+    parser.add_argument("--moves", type=int, default=None, help="single moves per case (default 200; 100 with --quick)")
     parser.add_argument("--gap-ms", type=float, default=50.0, help="pause after each single move's paint (default 50)")
     parser.add_argument("--grids", type=int, nargs="+", default=list(GRIDS), help="cells per image side (default 7 14 32)")
     args = parser.parse_args(argv)
     grids = tuple(args.grids)
-    ipc_grids = tuple(g for g in grids if g == 14) or grids[:1] if args.quick else grids
-    cfg = Config(grids=grids, ipc_grids=ipc_grids, moves=args.moves, gap_ms=args.gap_ms, quick=args.quick)
+    ipc_grids = (tuple(g for g in grids if g == 14) or grids[:1]) if args.quick else grids
+    moves = args.moves if args.moves is not None else (100 if args.quick else 200)
+    cfg = Config(grids=grids, ipc_grids=ipc_grids, moves=moves, gap_ms=args.gap_ms, quick=args.quick)
     out = run(cfg)
     text, result = report(cfg, out["cases"], out["env"])
     print()

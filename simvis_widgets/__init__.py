@@ -5,7 +5,7 @@ The similarity of two pooled CNN embeddings decomposes exactly into contribution
 sum / avg / max / GeM pooling and affine heads.
 """
 
-from . import datasets
+from . import datasets, render
 from .decompose import (
     POOLINGS,
     DecompositionError,
@@ -44,6 +44,7 @@ __all__ = [
     "WeightsUnavailableError",
     "available_models",
     "datasets",
+    "render",
     "cell_weights",
     "decompose",
     "decompose_many",

@@ -172,3 +172,37 @@ def save_figure(fig: "Figure", path: str | os.PathLike, dpi: int = 120) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def hits_figure(query: np.ndarray, hits: list, images: list[np.ndarray], *, mask: Any = None, cmap: str = DEFAULT_CMAP,
+                alpha: float = 0.6, width: float = 12.0, title: str | None = None) -> "Figure":
+    """The query (with its region outlined) and each hit's image with its region map, all maps on one
+    diverging scale centred on 0; rank, score and label under each hit."""
+    from matplotlib.colors import Normalize
+
+    n = len(hits)
+    fig = _figure_class()(figsize=(width, width / (n + 1) * 1.1 + 0.8), layout="constrained")
+    axes = fig.subplots(1, n + 1, squeeze=False)[0]
+    vmax = shared_limit(*[h.map for h in hits]) if hits else 1.0
+    norm = Normalize(-vmax, vmax)
+    axes[0].imshow(query)
+    if mask is not None:
+        m = np.asarray(mask, dtype=float)
+        if m.shape != query.shape[:2]:
+            m = upsample(torch.as_tensor(m), query.shape[:2])
+        axes[0].contour(m, levels=[0.5], colors="lime", linewidths=2)
+    axes[0].set_xlabel("query" + (" (region)" if mask is not None else ""), fontsize=9)
+    for ax, hit, image in zip(axes[1:], hits, images):
+        ax.imshow(image)
+        heat = ax.imshow(upsample(hit.map, image.shape[:2]), cmap=cmap, norm=norm, alpha=alpha)
+        label = f"\n{hit.label}" if hit.label is not None else ""
+        ax.set_xlabel(f"#{hits.index(hit) + 1}  {hit.score:.4f}{label}", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if hits:
+        fig.colorbar(heat, ax=list(axes), orientation="horizontal", fraction=0.06, shrink=0.4,
+                     ticks=[-vmax, 0, vmax], format="%.2g").set_label("where the query region is matched")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig

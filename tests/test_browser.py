@@ -205,3 +205,68 @@ def test_static_html_export_keeps_hover(tmp_path: Path, reference: sv.Explanatio
         hover_cell(page, widget, "a", 2, 2)
         assert_map_shown(page, "b", reference.point_map("a", 2, 2))
         assert _page_errors(page) == []
+
+
+RESULTS = """() => {
+  const view = document.querySelector('.simvis-retrieval').__simvis;
+  const cards = [...document.querySelectorAll('.simvis-retrieval .sv-card')];
+  return { version: Number(view.root.dataset.results || 0), indices: cards.map((c) => Number(c.dataset.index)),
+           texts: cards.map((c) => c.querySelector('.sv-card-text').textContent) };
+}"""
+
+
+def _result_heat(page: Any, rank: int) -> list[int]:
+    return page.evaluate(f"""() => {{
+      const c = document.querySelector('[data-testid="result-heat-{rank}"]');
+      return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((_, k) => k % 16 === 0));
+    }}""")
+
+
+def test_retrieval_strip_follows_the_brush_and_opens_the_pair(server: Any, tmp_path: Path) -> None:
+    notebook = "02_region_retrieval.ipynb"
+    shutil.copy(REPO / "notebooks" / notebook, server.root / notebook)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with chromium(tmp_path) as page:
+        open_and_run(page, server.lab(notebook))
+        page.wait_for_selector(".simvis-retrieval[data-results]", timeout=180_000)
+        widget = page.locator(".simvis-retrieval").first
+        widget.scroll_into_view_if_needed()
+        page.wait_for_function("() => document.querySelectorAll('.simvis-retrieval .sv-card').length === 8")
+        before = page.evaluate(RESULTS)
+        kernel_scores = json.loads(kernel_exec(page, "import json; print(json.dumps([round(h.score, 4) for h in explorer.results]))"))
+        assert [float(t.split()[1]) for t in before["texts"]] == pytest.approx(kernel_scores, abs=1e-4)
+        heat_before = _result_heat(page, 0)
+
+        canvas = widget.locator('[data-testid="mark-q"]')
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + 0.62 * box["width"], box["y"] + 0.65 * box["height"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + 0.85 * box["width"], box["y"] + 0.9 * box["height"], steps=15)
+        # The strip refreshes while the stroke is still being drawn (throttled sends).
+        page.wait_for_function(f"() => Number(document.querySelector('.simvis-retrieval').dataset.results) > {before['version']}", timeout=20_000)
+        page.mouse.up()
+        page.wait_for_timeout(800)
+        after = page.evaluate(RESULTS)
+        printed = json.loads(kernel_exec(page, (
+            "import json\n"
+            "mask = explorer.view.query_mask\n"
+            "hits = gallery.search(explorer._prepared, mask=mask, k=9, exclude_self=False)\n"
+            "print(json.dumps({'shown': [h.index for h in explorer.results], 'scores': [h.score for h in explorer.results],"
+            " 'expected': [h.index for h in hits if h.index != 0][:8], 'mask': float(mask.mean()), 'mode': explorer.view.region_mode}))"
+        )))
+        assert printed["mode"] == "region" and printed["mask"] > 0.01  # the painted mask reached Python
+        assert after["indices"] == printed["shown"] == printed["expected"]  # exact region ranking, as shown
+        assert [float(t.split()[1]) for t in after["texts"]] == pytest.approx([round(s, 4) for s in printed["scores"]], abs=1e-4)
+        assert _result_heat(page, 0) != heat_before  # the heatmaps now show where the region is matched
+        widget.screenshot(path=str(SCREENSHOTS / "lab_retrieval.png"))
+
+        chosen = after["indices"][1]
+        widget.locator(f'.sv-card[data-index="{chosen}"]').click()
+        page.wait_for_selector(".simvis-pair[data-ready]", timeout=60_000)
+        shown = kernel_exec(page, "print(explorer.pair.explanation.score, gallery.search(explorer._raw, k=50)[0].score)")
+        pair_score = float(shown.split()[0])
+        expected = json.loads(kernel_exec(page, f"import json; print(json.dumps(session.explain(explorer._raw, gallery.image({chosen})).score))"))
+        assert pair_score == pytest.approx(expected, rel=1e-6)
+        readout = page.locator(".simvis-pair [data-testid='readout']").inner_text()
+        assert f"score {pair_score:.4f}" in readout
+        assert _page_errors(page) == []

@@ -19,7 +19,7 @@ class PairView {
     this.lastDraw = -1e9;
     this.trace = [];
     this.buildControls();
-    root.classList.add("simvis-pair");
+    root.classList.add("simvis-widget", "simvis-pair");
     root.setAttribute("tabindex", "0");
     root.setAttribute("data-lm-suppress-shortcuts", "true");
     root.setAttribute("data-p-suppress-shortcuts", "true");

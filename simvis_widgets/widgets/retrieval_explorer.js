@@ -16,7 +16,7 @@ class RetrievalView {
     this.strip = el("div", { class: "sv-strip", "data-testid": "strip" });
     this.status = el("div", { class: "sv-status", "data-testid": "status" });
     this.buildControls();
-    root.classList.add("simvis-retrieval", "simvis-pair");
+    root.classList.add("simvis-widget", "simvis-retrieval");
     root.setAttribute("tabindex", "0");
     root.setAttribute("data-lm-suppress-shortcuts", "true");
     root.setAttribute("data-p-suppress-shortcuts", "true");

@@ -1,0 +1,89 @@
+"""RetrievalExplorer without a browser: what the strip shows, region updates, selection, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import simvis_widgets as sv
+from simvis_widgets.gallery import Gallery, GalleryError
+
+
+@pytest.fixture(scope="module")
+def setup(resnet18_random: sv.ModelSession):  # type: ignore[no-untyped-def]
+    views = sv.datasets.demo_views(views_per_photo=3, short_side=128, photos=("chelsea", "coffee", "rocket"))
+    gallery = Gallery.build(views.images, resnet18_random, labels=views.groups, progress=False)
+    return resnet18_random, gallery, views
+
+
+def test_initial_whole_image_results(setup) -> None:  # type: ignore[no-untyped-def]
+    session, gallery, views = setup
+    r = sv.RetrievalExplorer(session, gallery, views.images[0], k=4)
+    expected = gallery.search(views.images[0], k=4, exclude_self=True)
+    assert [h.index for h in r.results] == [h.index for h in expected]
+    payload = r.view.results
+    assert [p["rank"] for p in payload] == [0, 1, 2, 3] and payload[0]["score"] == pytest.approx(expected[0].score)
+    assert bytes(payload[0]["thumb"])[:2] == b"\xff\xd8"  # JPEG thumbnail
+    m = np.frombuffer(bytes(payload[0]["map"]), "<f4").reshape(payload[0]["grid"])
+    np.testing.assert_allclose(m, expected[0].map.numpy(), rtol=1e-6)
+    assert r.view.gallery_size == len(gallery) and r.view.query_grid == list(session.features(views.images[0]).shape[1:])
+
+
+def test_region_weights_from_the_browser_rerank(setup) -> None:  # type: ignore[no-untyped-def]
+    session, gallery, views = setup
+    r = sv.RetrievalExplorer(session, gallery, views.images[3], k=3, exclude_self=False)
+    gh, gw = r.view.query_grid
+    weights = np.zeros((gh, gw))
+    weights[: gh // 2, : gw // 2] = 1
+    version = r.view.results_version
+    r.view.region_mode = "region"
+    r.view.query_region = {"kind": "cells", "weights": weights.ravel().tolist()}  # what the JS sends
+    assert r.view.results_version > version
+    expected = gallery.search_features(session.features(views.images[3]), torch.tensor(weights, dtype=torch.float32), k=3)
+    assert [(h.index, round(h.score, 6)) for h in r.results] == [(h.index, round(h.score, 6)) for h in expected]
+    r.view.k = 5
+    assert len(r.results) == 5
+    r.view.region_mode = "whole"
+    assert r.results[0].index == 3 and r.results[0].score == pytest.approx(1.0, abs=1e-5)  # itself, not excluded
+
+
+def test_select_opens_a_pair_and_calls_back(setup) -> None:  # type: ignore[no-untyped-def]
+    session, gallery, views = setup
+    r = sv.RetrievalExplorer(session, gallery, views.images[1], k=3)
+    seen = []
+    r.on_select(seen.append)
+    chosen = r.results[1].index
+    r._on_message(r.view, {"event": "select", "index": chosen}, [])  # what a click sends
+    assert isinstance(r.pair, sv.PairExplorer) and r.children[1].children == (r.pair,)
+    assert r.pair.score == pytest.approx(session.explain(views.images[1], views.images[chosen]).score, rel=1e-6)
+    assert [h.index for h in seen] == [chosen]
+    linked = sv.PairExplorer(session, views.images[0], views.images[1])
+    r2 = sv.RetrievalExplorer(session, gallery, views.images[1], k=3, pair=linked)
+    r2.select(r2.results[0].index)
+    assert r2.pair is linked and r2.children[1].children == ()  # a linked explorer lives where the user put it
+
+
+def test_set_query_resets_the_region(setup) -> None:  # type: ignore[no-untyped-def]
+    session, gallery, views = setup
+    r = sv.RetrievalExplorer(session, gallery, views.images[0], k=2)
+    version = r.view.query_version
+    r.view.region_mode = "region"
+    r.set_query(views.images[6])
+    assert r.view.query_version == version + 1 and r.view.region_mode == "whole"
+    assert r.results[0].label == views.groups[6]
+
+
+def test_errors(setup, resnet18_random: sv.ModelSession) -> None:  # type: ignore[no-untyped-def]
+    session, gallery, views = setup
+    other = sv.ModelSession(session.model, "layer4", size=128, device="cpu")
+    with pytest.raises(GalleryError, match="another session object"):
+        sv.RetrievalExplorer(other, gallery, views.images[0])
+    with pytest.raises(GalleryError, match="expected a Gallery"):
+        sv.RetrievalExplorer(session, [views.images[0]], views.images[0])  # type: ignore[arg-type]
+    r = sv.RetrievalExplorer(session, gallery, views.images[0])
+    with pytest.raises(GalleryError, match="region weights have 3 cells"):
+        r.view.region_mode = "region"
+        r.view.query_region = {"kind": "cells", "weights": [1.0, 0.0, 0.0]}
+    with pytest.raises(sv.ImageInputError):
+        r.set_query(np.zeros((0, 3, 3), np.uint8))
