@@ -107,6 +107,24 @@ class ModelSession:
         kwargs.setdefault("name", name if (pretrained or weights) else f"{name} (random init)")
         return cls(model, spec.layer, pooling=pooling, **kwargs)
 
+    def variant(self, **changes: Any) -> "ModelSession":
+        """A session on the same network object (no copy, no reload) with some options changed, e.g.
+        ``session.variant(pooling="max")`` or ``variant(size=224, head=W)``. The feature cache is not shared."""
+        options: dict[str, Any] = dict(
+            pooling=self.pooling, p=self.p, head=self.head, normalize=self.normalize,
+            mean=self._mean.flatten().tolist(), std=self._std.flatten().tolist(), size=self.size,
+            max_aspect=self.max_aspect, device=self.device, amp=self.amp, name=self.name, cache_size=self.cache_size,
+        )
+        unknown = set(changes) - set(options) - {"layer"}
+        if unknown:
+            raise TypeError(f"variant() got unknown option(s): {', '.join(sorted(unknown))}")
+        layer = changes.pop("layer", self.layer)
+        options.update(changes)
+        if "name" not in changes and ("pooling" in changes or "p" in changes):
+            pooling = options["pooling"]
+            options["name"] = f"{self.name}, {'GeM p=%g' % options['p'] if pooling == 'gem' else pooling}"
+        return ModelSession(self.model, layer, **options)
+
     def _probe(self) -> tuple[int, int]:
         """Run a 224 x 224 input once: check the layer gives a spatial map and read its channels and stride."""
         probe = torch.zeros(1, 3, 224, 224, device=self.device)

@@ -156,3 +156,14 @@ def open_and_run(page: Any, url: str, timeout_s: float = 180) -> None:
 def kernel_exec(page: Any, code: str) -> str:
     """Run ``code`` in the notebook's kernel and return what it printed."""
     return str(page.evaluate(KERNEL_EXEC, code))
+
+
+def open_widget(page: Any, url: str | None, selector: str, timeout_s: float = 180) -> Any:
+    """Open a notebook and run it (unless ``url`` is None: already done), wait until the widget matching
+    ``selector`` is ready; return its locator, scrolled into view."""
+    if url is not None:
+        open_and_run(page, url, timeout_s)
+    page.wait_for_selector(selector, timeout=timeout_s * 1000)
+    widget = page.locator(selector).first
+    widget.scroll_into_view_if_needed()
+    return widget

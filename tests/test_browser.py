@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import simvis_widgets as sv
-from jupyter_browser import chromium, jupyter_server, kernel_exec, open_and_run
+from jupyter_browser import chromium, jupyter_server, kernel_exec, open_and_run, open_widget
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -111,10 +111,7 @@ def _page_errors(page: Any) -> list[str]:
 def test_jupyterlab_hover_and_paint(server: Any, reference: sv.Explanation, tmp_path: Path) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with chromium(tmp_path) as page:
-        open_and_run(page, server.lab(NOTEBOOK))
-        page.wait_for_selector(".simvis-pair[data-ready]", timeout=180_000)
-        widget = page.locator(".simvis-pair").first
-        widget.scroll_into_view_if_needed()
+        widget = open_widget(page, server.lab(NOTEBOOK), ".simvis-pair[data-ready]")
         assert page.evaluate("() => document.querySelector('.simvis-pair').__simvis.a.gw") == reference.grid_a[1]
         assert_map_shown(page, "a", reference.map_a)  # overview, shared scale
         widget.screenshot(path=str(SCREENSHOTS / "lab_overview.png"))
@@ -166,9 +163,7 @@ def test_notebook7_hover_and_paint(server: Any, reference: sv.Explanation, tmp_p
     with chromium(tmp_path) as page:
         open_and_run(page, server.classic(NOTEBOOK))
         page.errors.clear()  # Notebook 7 logs errors of its own while loading (environment.md); ours come later
-        page.wait_for_selector(".simvis-pair[data-ready]", timeout=180_000)
-        widget = page.locator(".simvis-pair").first
-        widget.scroll_into_view_if_needed()
+        widget = open_widget(page, None, ".simvis-pair[data-ready]")
         page.keyboard.press("Escape")
         widget.focus()
         page.keyboard.press("h")  # the widget's own shortcut, not Jupyter's
@@ -227,10 +222,7 @@ def test_retrieval_strip_follows_the_brush_and_opens_the_pair(server: Any, tmp_p
     shutil.copy(REPO / "notebooks" / notebook, server.root / notebook)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with chromium(tmp_path) as page:
-        open_and_run(page, server.lab(notebook))
-        page.wait_for_selector(".simvis-retrieval[data-results]", timeout=180_000)
-        widget = page.locator(".simvis-retrieval").first
-        widget.scroll_into_view_if_needed()
+        widget = open_widget(page, server.lab(notebook), ".simvis-retrieval[data-results]")
         page.wait_for_function("() => document.querySelectorAll('.simvis-retrieval .sv-card').length === 8")
         before = page.evaluate(RESULTS)
         kernel_scores = json.loads(kernel_exec(page, "import json; print(json.dumps([round(h.score, 4) for h in explorer.results]))"))

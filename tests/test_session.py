@@ -58,7 +58,8 @@ def test_avg_embedding_is_timms_pre_logits(lite0: sv.ModelSession, photos: dict)
 
 @pytest.mark.parametrize("pooling", ["avg", "sum", "max", "gem"])
 def test_embed_equals_torch_pooling_and_score_is_cosine(lite0: sv.ModelSession, photos: dict, pooling: str) -> None:
-    session = sv.ModelSession(lite0.model, pooling=pooling, p=3.0, size=224, mean=(0.498,) * 3, std=(0.502,) * 3, device="cpu")
+    session = lite0.variant(pooling=pooling, p=3.0)
+    assert session.model is lite0.model and session.size == 224
     a, b = photos["motorcycle_left"], photos["astronaut"]  # different sizes and aspect ratios
     feats = session.features(a)
     torch.testing.assert_close(session.embed(a), F.normalize(torch_pool(feats, pooling, 3.0), dim=0), rtol=1e-5, atol=1e-6)
@@ -257,6 +258,14 @@ def test_amp_on_cpu_is_close(resnet18_random: sv.ModelSession, photos: dict) -> 
     e_amp, e_ref = amp.embed(photos["coffee"]), resnet18_random.embed(photos["coffee"])
     assert e_amp.dtype == torch.float32
     assert float(e_amp @ e_ref) > 0.99
+
+
+def test_variant_keeps_the_network_and_preprocessing(lite0: sv.ModelSession, photos: dict) -> None:
+    gem = lite0.variant(pooling="gem", p=4.0)
+    assert gem.name == "efficientnet_lite0, GeM p=4" and gem.model is lite0.model
+    torch.testing.assert_close(gem.features(photos["coffee"]), lite0.features(photos["coffee"]))
+    with pytest.raises(TypeError, match="unknown option"):
+        lite0.variant(poolin="max")
 
 
 def test_repr(lite0: sv.ModelSession) -> None:

@@ -11,6 +11,13 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _notebook(cells: list[nbformat.NotebookNode]) -> nbformat.NotebookNode:
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
 def quickstart() -> nbformat.NotebookNode:
     cells = [
         new_markdown_cell(
@@ -109,14 +116,11 @@ def quickstart() -> nbformat.NotebookNode:
         ),
         new_code_cell(
             "for pooling in ('max', 'gem'):\n"
-            "    s = sv.ModelSession(session.model, pooling=pooling, mean=(0.498,) * 3, std=(0.502,) * 3, name=f'lite0, {pooling}')\n"
-            "    display(s.explain(photos['motorcycle_left'], photos['motorcycle_right']).figure())"
+            "    variant = session.variant(pooling=pooling)   # the same network, another pooling\n"
+            "    display(variant.explain(photos['motorcycle_left'], photos['motorcycle_right']).figure())"
         ),
     ]
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return _notebook(cells)
 
 
 def region_retrieval() -> nbformat.NotebookNode:
@@ -183,10 +187,7 @@ def region_retrieval() -> nbformat.NotebookNode:
             "print(f'whole-image precision@1 over {len(hits_at_1)} queries: {np.mean(hits_at_1):.2f}')"
         ),
     ]
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return _notebook(cells)
 
 
 def main() -> None:
