@@ -405,6 +405,9 @@ class Drag:
     event_interval_p50_ms: float = float("nan")
     """interval between pointermove / mousemove events the page received."""
     settle_after_last_ms: float = float("nan")
+    queueing_p50_ms: float = float("nan")
+    """event.timeStamp -> the page's handler runs, over the received drag moves (browser input queueing)."""
+    queueing_p90_ms: float = float("nan")
     settled: bool = True
     draws: int = 0
 
@@ -635,6 +638,8 @@ def measure_drag(page: Any, case: Case, region: Region) -> None:
     d.interval_p50_ms = pct(np.diff(sent_at) * 1000, 50)
     moves = data["moves"]
     d.event_interval_p50_ms = pct(np.diff([m["t"] for m in moves]), 50) if len(moves) > 1 else float("nan")
+    queueing = [m["h"] - m["t"] for m in moves]
+    d.queueing_p50_ms, d.queueing_p90_ms = pct(queueing, 50), pct(queueing, 90)
     by_xy = {(round(m["x"]), round(m["y"])): m for m in moves}
     received = [by_xy.get(p) for p in points]
     d.received = sum(m is not None for m in received)
@@ -908,13 +913,13 @@ def report(cfg: Config, cases: list[Case], env: dict[str, Any]) -> tuple[str, di
             add(f"  anywidget {c.grid:>2}x{c.grid:<2}: input queueing (timeStamp -> handler) p50 {fmt(s.dispatch_p50_ms)}; "
                 f"first draw showing the moved-to cell p50 {fmt(s.first_draw_p50_ms)} p95 {fmt(s.first_draw_p95_ms)}; "
                 f"draws per single move {fmt(s.draws_per_move, 2)}; one draw p50 {fmt(s.draw_cost_p50_ms, 2)} max {fmt(s.draw_cost_max_ms, 2)}; "
-                f"drag: {d.draws} draws, event interval p50 {fmt(d.event_interval_p50_ms)} (Python {fmt(d.interval_p50_ms)}); "
+                f"drag: {d.draws} draws, input queueing p50 {fmt(d.queueing_p50_ms)} p90 {fmt(d.queueing_p90_ms)}, event interval p50 {fmt(d.event_interval_p50_ms)} (Python {fmt(d.interval_p50_ms)}); "
                 f"burst: {b.draws} draws ({b.traced_draws} traced), dispatch loop {fmt(b.dispatch_loop_ms)}")
             add(f"      input queueing p95 {fmt(s.dispatch_p95_ms)}; burst profile (second burst, ms in): "
                 + ", ".join(f"{k} {fmt(v, 0 if k.startswith('n_') else 1)}" for k, v in b.profile.items()))
         else:
             add(f"  ipycanvas {c.grid:>2}x{c.grid:<2}: input queueing p50 {fmt(s.dispatch_p50_ms)}; "
-                f"p95 {fmt(s.dispatch_p95_ms)}; drag: {d.draws} paints, last move painted {fmt(d.settle_after_last_ms, 0)} ms after it happened, event interval p50 "
+                f"p95 {fmt(s.dispatch_p95_ms)}; drag: {d.draws} paints, input queueing p50 {fmt(d.queueing_p50_ms)}, last move painted {fmt(d.settle_after_last_ms, 0)} ms after it happened, event interval p50 "
                 f"{fmt(d.event_interval_p50_ms)} (Python {fmt(d.interval_p50_ms)}); burst: {b.draws} paints")
         for p in c.problems:
             add(f"    problem: {p}")

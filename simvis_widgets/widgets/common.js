@@ -192,13 +192,30 @@ export class Panel {
     this.small.width = gw; this.small.height = gh;
     this.rows = axisOverlaps(H, gh);
     this.cols = axisOverlaps(W, gw);
-    this.mask = new Uint8Array(H * W);
-    this.weights = new Float32Array(gh * gw);
+    this.cachedRect = null;
+    this.setMask(null);
+  }
+
+  /** The mark canvas's box, measured once and kept until something may move it: reading it on every
+   * pointer event would force a layout of the whole page after each draw. */
+  rect() {
+    if (!this.cachedRect) {
+      this.cachedRect = this.mark.getBoundingClientRect();
+      if (!this.watching) {
+        this.watching = true;
+        const forget = () => { this.cachedRect = null; };
+        window.addEventListener("scroll", forget, { capture: true, passive: true });
+        window.addEventListener("resize", forget, { passive: true });
+        this.mark.addEventListener("pointerenter", forget, { passive: true });
+        if (typeof ResizeObserver !== "undefined") new ResizeObserver(forget).observe(this.mark);
+      }
+    }
+    return this.cachedRect;
   }
 
   /** Image pixel and cell under a pointer event. */
   locate(event) {
-    const rect = this.mark.getBoundingClientRect();
+    const rect = this.rect();
     const x = ((event.clientX - rect.left) / rect.width) * this.W;
     const y = ((event.clientY - rect.top) / rect.height) * this.H;
     const inside = x >= 0 && y >= 0 && x < this.W && y < this.H;
@@ -212,7 +229,7 @@ export class Panel {
     ctx.clearRect(0, 0, this.W, this.H);
     this.shown = values;
     this.vmax = vmax;
-    this.heat.style.opacity = String(opacity);
+    if (this.opacity !== opacity) { this.opacity = opacity; this.heat.style.opacity = String(opacity); }
     if (!values) return;
     const img = new ImageData(this.gw, this.gh);
     for (let k = 0; k < values.length; k++) {
@@ -242,14 +259,8 @@ export class Panel {
       ctx.stroke();
     }
     if (showMask && this.weights && this.maskPixels > 0) {
-      const overlay = new ImageData(W, H);
-      for (let k = 0; k < W * H; k++) {
-        if (this.mask[k]) { overlay.data[4 * k] = 40; overlay.data[4 * k + 1] = 230; overlay.data[4 * k + 2] = 90; overlay.data[4 * k + 3] = 110; }
-      }
-      const tmp = document.createElement("canvas");
-      tmp.width = W; tmp.height = H;
-      tmp.getContext("2d").putImageData(overlay, 0, 0);
-      ctx.drawImage(tmp, 0, 0);
+      if (this.overlayDirty) { this.overlayCanvas.getContext("2d").putImageData(this.overlay, 0, 0); this.overlayDirty = false; }
+      ctx.drawImage(this.overlayCanvas, 0, 0);
     }
     const box = (rc, colour, dash) => {
       ctx.setLineDash(dash);
@@ -282,6 +293,7 @@ export class Panel {
         if (this.mask[k] === value) continue;
         const delta = (value - this.mask[k]) / 255;
         this.mask[k] = value;
+        this.paintOverlay(k, value);
         this.maskPixels += delta;
         for (const [row, fr] of this.rows[y]) for (const [col, fc] of this.cols[x]) this.weights[row * gw + col] += delta * fr * fc;
       }
@@ -295,8 +307,22 @@ export class Panel {
     this.lastPoint = { x, y };
   }
 
+  /** The mask's colour on the mark layer (kept pixel by pixel, drawn with one putImageData). */
+  paintOverlay(k, value) {
+    const d = this.overlay.data;
+    if (value) { d[4 * k] = 40; d[4 * k + 1] = 230; d[4 * k + 2] = 90; d[4 * k + 3] = Math.round((110 * value) / 255); }
+    else d[4 * k + 3] = 0;
+    this.overlayDirty = true;
+  }
+
   setMask(pixels) {
     this.mask = pixels || new Uint8Array(this.W * this.H);
+    this.overlay = new ImageData(this.W, this.H);
+    this.overlayCanvas = this.overlayCanvas || document.createElement("canvas");
+    this.overlayCanvas.width = this.W;
+    this.overlayCanvas.height = this.H;
+    for (let k = 0; k < this.mask.length; k++) if (this.mask[k]) this.paintOverlay(k, this.mask[k]);
+    this.overlayDirty = true;
     this.weights = cellWeights(this.mask, this.H, this.W, this.gh, this.gw);
     this.maskPixels = 0;
     for (let k = 0; k < this.mask.length; k++) this.maskPixels += this.mask[k] / 255;

@@ -6,6 +6,10 @@ export { Contributions, argmax, axisOverlaps, cellWeights, decodeFloats } from "
 const MODES = ["overview", "hover", "paint"];
 const CMAPS = ["RdBu_r", "coolwarm", "bwr", "seismic", "PiYG", "PuOr_r", "viridis"];
 
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
 class PairView {
   constructor(model, root) {
     this.model = model;
@@ -49,6 +53,8 @@ class PairView {
     }
     this.mapA = decodeFloats(m.get("map_a"), "float32");
     this.mapB = decodeFloats(m.get("map_b"), "float32");
+    this.sumA = sum(this.mapA);
+    this.sumB = sum(this.mapB);
     const [bitmapA, bitmapB] = await Promise.all([this.decodeImage("image_a"), this.decodeImage("image_b")]);
     const [Ha, Wa] = m.get("size_a"), [Hb, Wb] = m.get("size_b");
     this.a.setImage(bitmapA, Ha, Wa, ha, wa);
@@ -125,9 +131,13 @@ class PairView {
       el("div", { class: "sv-group" }, this.cmapSelect, el("label", {}, "opacity ", this.opacityInput), this.scaleSelect, el("label", {}, this.gridBox, " grid")),
       el("div", { class: "sv-group" }, swap, reset));
     this.colorbarCanvas = el("canvas", { class: "sv-colorbar-canvas", width: "256", height: "12" });
-    this.colorbarLabels = el("div", { class: "sv-colorbar-labels" });
+    this.colorbarLabels = el("div", { class: "sv-colorbar-labels" }, el("span"), el("span", {}, "0"), el("span"));
     this.colorbar = el("div", { class: "sv-colorbar" }, this.colorbarCanvas, this.colorbarLabels);
-    this.readout = el("div", { class: "sv-readout", "data-testid": "readout" });
+    this.readoutScore = el("div", { class: "sv-score" });
+    this.readoutSums = el("div");
+    this.readoutInfo = el("div", { "data-testid": "info" });
+    this.readout = el("div", { class: "sv-readout", "data-testid": "readout" }, this.readoutScore, this.readoutSums, this.readoutInfo,
+      el("div", { class: "sv-hint" }, "red adds to the similarity, blue subtracts · keys: o h p (modes), e erase, c clear, [ ] brush, g grid, r reset"));
   }
 
   setTrait(name, value) {
@@ -140,7 +150,11 @@ class PairView {
   syncControls() {
     const m = this.model;
     for (const [mode, b] of Object.entries(this.modeButtons)) b.classList.toggle("sv-active", m.get("mode") === mode);
-    this.paintGroup.style.display = m.get("mode") === "paint" ? "" : "none";
+    const paintDisplay = m.get("mode") === "paint" ? "" : "none";
+    if (this.paintGroup.style.display !== paintDisplay) {
+      this.paintGroup.style.display = paintDisplay;
+      this.a.cachedRect = this.b.cachedRect = null; // the toolbar's height may change
+    }
     this.brushInput.value = String(m.get("brush"));
     this.eraseBox.checked = m.get("erase");
     this.cmapSelect.value = m.get("cmap");
@@ -188,9 +202,11 @@ class PairView {
         const cur = this.model.get(`hover_${panel.side}`);
         this.hoverSide = panel.side;
         if (!cur || cur[0] !== loc.row || cur[1] !== loc.col || this.model.get(`hover_${other.side}`).length) {
+          this.local = true; // our own change: the change listeners must not draw a second time
           this.model.set(`hover_${panel.side}`, [loc.row, loc.col]);
           this.model.set(`hover_${other.side}`, []);
-          this.model.save_changes();
+          this.local = false;
+          this.saveSoon();
         }
         this.request(e.timeStamp);
       } else if (mode === "paint") {
@@ -218,6 +234,13 @@ class PairView {
     panel.mark.addEventListener("pointerup", end);
     panel.mark.addEventListener("pointercancel", end);
     panel.mark.addEventListener("pointerleave", () => { this.brushAt = null; end(); this.request(performance.now()); });
+  }
+
+  /** Send local trait changes to the kernel at most every 50 ms (the last state always goes). */
+  saveSoon() {
+    if (this.saveTimer) return;
+    const wait = Math.max(0, 50 - (performance.now() - (this.lastSave || -1e9)));
+    this.saveTimer = setTimeout(() => { this.saveTimer = null; this.lastSave = performance.now(); this.model.save_changes(); }, wait);
   }
 
   /** Draw now when the last draw is older than half a frame, else once on the next frame (latest wins). */
@@ -302,25 +325,19 @@ class PairView {
     const m = this.model;
     for (const panel of [this.a, this.b]) {
       const values = views[panel.side];
-      panel.caption.textContent = values
-        ? `sum ${fmt(sum(values))}; scale ±${(vShared ?? maxAbs(values)).toExponential(2)}`
-        : "";
+      setText(panel.caption, values ? `sum ${fmt(sum(values))}; scale ±${(vShared ?? maxAbs(values)).toExponential(2)}` : "");
     }
     const v = vShared ?? maxAbs(views.a, views.b);
-    this.colorbarLabels.innerHTML = "";
-    for (const t of [-v, 0, v]) this.colorbarLabels.append(el("span", {}, t === 0 ? "0" : t.toExponential(2)));
+    const [lo, , hi] = this.colorbarLabels.children;
+    setText(lo, (-v).toExponential(2));
+    setText(hi, v.toExponential(2));
     this.colorbar.title = vShared === null ? "per-view scales: see each caption" : "one scale for both views";
     const score = m.get("score"), g = m.get("global_term");
-    const sums = `Σ map A = ${sum(this.mapA).toFixed(4)}, Σ map B = ${sum(this.mapB).toFixed(4)}` +
-      (g ? `, global (bias) term ${fmt(g)}` : "") + (g ? ": maps + global term = score" : ": each map adds up to the score");
     const exact = m.get("exact") ? "exact" : "APPROXIMATE (linearisation)";
-    this.readout.innerHTML = "";
-    this.readout.append(
-      el("div", { class: "sv-score" }, `score ${score.toFixed(4)} (${m.get("similarity")}, ${m.get("pooling")}, ${m.get("model_name")}, ${exact})`),
-      el("div", {}, sums),
-      el("div", { "data-testid": "info" }, views.info),
-      el("div", { class: "sv-hint" }, "red adds to the similarity, blue subtracts · keys: o h p (modes), e erase, c clear, [ ] brush, g grid, r reset"),
-    );
+    setText(this.readoutScore, `score ${score.toFixed(4)} (${m.get("similarity")}, ${m.get("pooling")}, ${m.get("model_name")}, ${exact})`);
+    setText(this.readoutSums, `Σ map A = ${this.sumA.toFixed(4)}, Σ map B = ${this.sumB.toFixed(4)}` +
+      (g ? `, global (bias) term ${fmt(g)}: maps + global term = score` : ": each map adds up to the score"));
+    setText(this.readoutInfo, views.info);
   }
 
   drawColorbar() {
@@ -338,7 +355,7 @@ function render({ model, el: root }) {
   const view = new PairView(model, root);
   view.syncControls();
   view.loadPair();
-  const redraw = () => { view.syncControls(); view.draw(); };
+  const redraw = () => { if (view.local) return; view.syncControls(); view.draw(); };
   model.on("change:_pair_version", () => view.loadPair());
   model.on("change:lut", () => { view.loadLut(); view.draw(); });
   for (const name of ["mode", "hover_a", "hover_b", "opacity", "scale_mode", "show_grid", "brush", "erase", "cmap"]) model.on(`change:${name}`, redraw);
