@@ -22,12 +22,13 @@ from .gallery import Gallery, GalleryError, Hit
 from .images import ImageInputError, load_image
 from .models import ModelError, WeightsUnavailableError, available_models
 from .session import ModelSession
-from .widgets import PairExplorer, PairExplorerError, RetrievalExplorer
+from .widgets import CompareExplorer, PairExplorer, PairExplorerError, RetrievalExplorer, snapshots
 
 __version__ = "0.1.0"
 
 __all__ = [
     "POOLINGS",
+    "CompareExplorer",
     "DecompositionError",
     "Explanation",
     "Gallery",
@@ -51,4 +52,5 @@ __all__ = [
     "load_image",
     "pooling_shares",
     "region_query",
+    "snapshots",
 ]

@@ -262,3 +262,67 @@ def test_retrieval_strip_follows_the_brush_and_opens_the_pair(server: Any, tmp_p
         readout = page.locator(".simvis-pair [data-testid='readout']").inner_text()
         assert f"score {pair_score:.4f}" in readout
         assert _page_errors(page) == []
+
+
+COMPARE_NOTEBOOK = {
+    "cells": [{
+        "cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+        "source": (
+            "import simvis_widgets as sv\n"
+            "session = sv.ModelSession.from_pretrained('efficientnet_lite0', size=224)\n"
+            "photos = sv.datasets.demo_images()\n"
+            "compare = sv.CompareExplorer([session, session.variant(pooling='max'), session.variant(pooling='gem')],\n"
+            "                             photos['motorcycle_left'], photos['motorcycle_right'])\n"
+            "compare"
+        ),
+    }],
+    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+def test_compare_explorer_hover_drives_every_row(server: Any, tmp_path: Path) -> None:
+    (server.root / "compare.ipynb").write_text(json.dumps(COMPARE_NOTEBOOK))
+    session = sv.ModelSession.from_pretrained("efficientnet_lite0", size=224, device="cpu")
+    photos = sv.datasets.demo_images()
+    sessions = [session, session.variant(pooling="max"), session.variant(pooling="gem")]
+    refs = [s.explain(photos["motorcycle_left"], photos["motorcycle_right"]) for s in sessions]
+    with chromium(tmp_path) as page:
+        widget = open_widget(page, server.lab("compare.ipynb"), ".simvis-compare[data-ready]")
+        read = """([row, side]) => {
+          const view = document.querySelector('.simvis-compare').__simvis;
+          const panel = view.rows[row][side];
+          const data = panel.heat.getContext('2d').getImageData(0, 0, panel.W, panel.H).data;
+          const out = [];
+          for (let r = 0; r < panel.gh; r++) for (let c = 0; c < panel.gw; c++) {
+            const k = 4 * (Math.floor(((r + 0.5) * panel.H) / panel.gh) * panel.W + Math.floor(((c + 0.5) * panel.W) / panel.gw));
+            out.push([data[k], data[k + 1], data[k + 2], data[k + 3]]);
+          }
+          return { rgba: out, lut: Array.from(view.lut) };
+        }"""
+        shared = max(float(ex.map_a.abs().max()) for ex in refs)
+        shared = max(shared, max(float(ex.map_b.abs().max()) for ex in refs))
+        for row, ex in enumerate(refs):  # overview: every row on ONE scale
+            out = page.evaluate(read, [row, "a"])
+            got = lut_index(out["rgba"], out["lut"])
+            want = np.round((ex.map_a.numpy().ravel() / shared + 1) / 2 * 255)
+            assert np.abs(got - want).max() <= 2
+        widget.get_by_role("button", name="Hover").click()
+        canvas = widget.locator('[data-testid="mark-1-a"]')  # hover in the max-pooling row
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        gh, gw = refs[1].grid_a
+        row_cell, col_cell = 4, 7
+        before = int(page.evaluate("() => Number(document.querySelector('.simvis-compare').dataset.draws)"))
+        page.mouse.move(box["x"] + (col_cell + 0.5) * box["width"] / gw, box["y"] + (row_cell + 0.5) * box["height"] / gh)
+        page.wait_for_function(f"() => Number(document.querySelector('.simvis-compare').dataset.draws) > {before}")
+        rows = [page.evaluate(read, [row, "b"]) for row in range(3)]
+        points = [ex.point_map("a", row_cell, col_cell).numpy().ravel() for ex in refs]
+        vmax = max(np.abs(p).max() for p in points)
+        for out, expected in zip(rows, points):  # every row shows its own row of P for the same cell
+            got = lut_index(out["rgba"], out["lut"])
+            assert np.abs(got - np.round((expected / vmax + 1) / 2 * 255)).max() <= 2
+        captions = [widget.locator(f'[data-testid="row-caption-{i}"]').inner_text() for i in range(3)]
+        assert all(f"cell ({row_cell}, {col_cell})" in c for c in captions)
+        widget.screenshot(path=str(SCREENSHOTS / "lab_compare.png"))
+        assert _page_errors(page) == []

@@ -245,31 +245,13 @@ class PairExplorer(anywidget.AnyWidget):
             if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
                 raise PairExplorerError(f"image {side} is empty or not H x W x 3: shape {image.shape}")
         self._originals = originals if originals is not None else (ex.image_a, ex.image_b)
-        n_a, n_b = ex.shares_a.shape[0], ex.shares_b.shape[0]
-        dtype = np.float16 if n_a * n_b > FLOAT16_ABOVE else np.float32
         with self.hold_sync():
             self.explanation = ex
             self.image_a, self.image_b = _png(ex.image_a), _png(ex.image_b)
             self.size_a, self.size_b = list(ex.image_a.shape[:2]), list(ex.image_b.shape[:2])
             self.grid_a, self.grid_b = list(ex.grid_a), list(ex.grid_b)
-            self.matrix_dtype = "float16" if dtype == np.float16 else "float32"
-            # Each matrix travels divided by its largest magnitude (sent as matrix_scale / folded into scale),
-            # so float16 keeps ~3 significant digits for every entry instead of underflowing small ones.
-            if n_a * n_b <= PAIRWISE_MAX:
-                self.matrix_kind = "pairwise"
-                self.pairwise, self.matrix_scale = _normalised_bytes(ex.pairwise, dtype)
-                self.shares_a = self.shares_b = b""
-                self.factor_dim = 0
-                self.scale = float(ex.scale)
-            else:
-                self.matrix_kind = "factors"
-                self.pairwise = b""
-                self.shares_a, scale_a = _normalised_bytes(ex.shares_a, dtype)
-                self.shares_b, scale_b = _normalised_bytes(ex.shares_b, dtype)
-                self.factor_dim = int(ex.shares_a.shape[1])
-                self.matrix_scale = 1.0
-                self.scale = float(ex.scale) * scale_a * scale_b
-            self.map_a, self.map_b = _bytes(ex.map_a, np.float32), _bytes(ex.map_b, np.float32)
+            for name, value in matrix_payload(ex).items():
+                setattr(self, name, value)
             self.score, self.global_term = float(ex.score), float(ex.global_term)
             self.similarity = "cosine" if ex.normalized else "dot product"
             self.pooling = f"GeM p={ex.p:g}" if ex.pooling == "gem" else f"{ex.pooling} pooling"
@@ -344,6 +326,25 @@ class PairExplorer(anywidget.AnyWidget):
         if self._originals is None:
             return ()
         return tuple(self._originals[0 if side == "a" else 1].shape[:2])
+
+
+def matrix_payload(ex: Explanation) -> dict[str, Any]:
+    """What the browser needs to compute every hover and paint map of ``ex``: ``P`` (float32, or float16
+    divided by its largest magnitude ``matrix_scale`` above ``FLOAT16_ABOVE`` entries) or, above
+    ``PAIRWISE_MAX`` entries, the shares ``Q_A``, ``Q_B`` with ``P = scale * Q_A Q_B^T``; plus both maps."""
+    n_a, n_b = ex.shares_a.shape[0], ex.shares_b.shape[0]
+    dtype = np.float16 if n_a * n_b > FLOAT16_ABOVE else np.float32
+    out: dict[str, Any] = {"matrix_dtype": "float16" if dtype == np.float16 else "float32"}
+    if n_a * n_b <= PAIRWISE_MAX:
+        out["pairwise"], out["matrix_scale"] = _normalised_bytes(ex.pairwise, dtype)
+        out.update(matrix_kind="pairwise", shares_a=b"", shares_b=b"", factor_dim=0, scale=float(ex.scale))
+    else:
+        out["shares_a"], scale_a = _normalised_bytes(ex.shares_a, dtype)
+        out["shares_b"], scale_b = _normalised_bytes(ex.shares_b, dtype)
+        out.update(matrix_kind="factors", pairwise=b"", factor_dim=int(ex.shares_a.shape[1]), matrix_scale=1.0,
+                   scale=float(ex.scale) * scale_a * scale_b)
+    out["map_a"], out["map_b"] = _bytes(ex.map_a, np.float32), _bytes(ex.map_b, np.float32)
+    return out
 
 
 def _bytes(tensor: Any, dtype: Any) -> bytes:

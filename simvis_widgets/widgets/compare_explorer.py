@@ -1,0 +1,138 @@
+"""CompareExplorer: one image pair explained by several sessions -- poolings, models, training snapshots --
+one row each, all maps on ONE colour scale; hover or paint in any row and every row follows (in the
+browser). A slider steps through the rows in order (epochs); a difference view subtracts a reference row."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import anywidget
+import numpy as np
+import traitlets as t
+from torch import nn
+
+from ..decompose import Explanation
+from ..images import ImageLike, load_image
+from ..models import load_state_dict_file
+from ..session import ModelSession
+from ._bundle import HERE, bundle
+from .pair_explorer import _MASK_SERIALIZERS, PairExplorerError, _png, colormap_lut, matrix_payload
+
+MODES = ("overview", "hover", "paint", "difference")
+
+
+class CompareExplorer(anywidget.AnyWidget):
+    """``CompareExplorer(sessions, img_a, img_b, labels=None)``: the pair explained by each session.
+
+    Traits: ``mode`` (overview | hover | paint | difference), ``current`` (the slider's row), ``show_all``
+    (every row at once; default when there are at most 4 sessions), ``reference`` (the row subtracted in the
+    difference view), ``brush``, ``opacity``, ``mask_a`` / ``mask_b`` (the painted regions at the first row's
+    image sizes, updated at the end of each stroke). ``explanations`` holds one Explanation per row.
+    """
+
+    _esm = bundle("compare_explorer.js")
+    _css = (HERE / "pair_explorer.css").read_text() + (HERE / "compare_explorer.css").read_text()
+
+    _version = t.Int(0).tag(sync=True)
+    images = t.List(t.Bytes()).tag(sync=True)
+    panels = t.List([]).tag(sync=True)
+    lut = t.Bytes(b"").tag(sync=True)
+    mode = t.Enum(MODES, "overview").tag(sync=True)
+    current = t.Int(0).tag(sync=True)
+    show_all = t.Bool(True).tag(sync=True)
+    reference = t.Int(0).tag(sync=True)
+    brush = t.Int(24).tag(sync=True)
+    opacity = t.Float(0.6).tag(sync=True)
+    mask_a = t.Any(None, allow_none=True).tag(sync=True, **_MASK_SERIALIZERS)
+    mask_b = t.Any(None, allow_none=True).tag(sync=True, **_MASK_SERIALIZERS)
+
+    def __init__(self, sessions: Sequence[ModelSession], img_a: ImageLike, img_b: ImageLike,
+                 labels: Sequence[str] | None = None, cmap: str = "RdBu_r", **traits: Any) -> None:
+        sessions = list(sessions)
+        if not sessions:
+            raise PairExplorerError("CompareExplorer needs at least one session")
+        if not all(isinstance(s, ModelSession) for s in sessions):
+            raise PairExplorerError("sessions must be ModelSession objects")
+        if labels is not None and len(labels) != len(sessions):
+            raise PairExplorerError(f"{len(labels)} labels for {len(sessions)} sessions")
+        traits.setdefault("show_all", len(sessions) <= 4)
+        super().__init__(lut=colormap_lut(cmap), **traits)
+        self.sessions = sessions
+        self.labels = list(labels) if labels is not None else [s.name for s in sessions]
+        self.set_pair(img_a, img_b)
+
+    def set_pair(self, img_a: ImageLike, img_b: ImageLike) -> None:
+        """Explain a new pair with every session and show it."""
+        raw_a, raw_b = load_image(img_a), load_image(img_b)
+        self.explanations: list[Explanation] = [s.explain(raw_a, raw_b) for s in self.sessions]
+        images: list[bytes] = []
+        index: dict[bytes, int] = {}
+
+        def image_id(image: np.ndarray) -> int:
+            data = _png(image)
+            if data not in index:
+                index[data] = len(images)
+                images.append(data)
+            return index[data]
+
+        panels = []
+        for label, ex in zip(self.labels, self.explanations):
+            panel = {k: (memoryview(v) if isinstance(v, bytes) else v) for k, v in matrix_payload(ex).items()}
+            panel.update(
+                label=label, score=float(ex.score), exact=ex.exact, grid_a=list(ex.grid_a), grid_b=list(ex.grid_b),
+                size_a=list(ex.image_a.shape[:2]), size_b=list(ex.image_b.shape[:2]),
+                image_a=image_id(ex.image_a), image_b=image_id(ex.image_b),
+            )
+            panels.append(panel)
+        with self.hold_sync():
+            self.images = images
+            self.panels = panels
+            self.current = min(self.current, len(panels) - 1)
+            self.reference = min(self.reference, len(panels) - 1)
+            self.mask_a = self.mask_b = None
+            self._version += 1
+
+    @property
+    def scores(self) -> list[float]:
+        return [ex.score for ex in self.explanations]
+
+    @t.validate("current", "reference")
+    def _valid_row(self, proposal: t.Bunch) -> int:
+        value = int(proposal["value"])
+        n = len(self.panels) if self.panels else 1
+        if not 0 <= value < n:
+            raise t.TraitError(f"{proposal['trait'].name} must be a row index in [0, {n - 1}], got {value}")
+        return value
+
+
+def snapshots(
+    model_factory: Callable[[], nn.Module],
+    checkpoint_paths: Sequence[str | os.PathLike],
+    layer: str | None = None,
+    labels: Sequence[str] | None = None,
+    **session_options: Any,
+) -> list[ModelSession]:
+    """One session per checkpoint (e.g. one per training epoch), in the order given: ``model_factory()`` builds
+    the architecture, each file's state dict is loaded into it with ``torch.load(weights_only=True)``.
+    ``session_options`` go to :class:`ModelSession` (pooling, size, mean, std, head ...)."""
+    paths = [Path(p) for p in checkpoint_paths]
+    if not paths:
+        raise PairExplorerError("no checkpoints given")
+    if labels is not None and len(labels) != len(paths):
+        raise PairExplorerError(f"{len(labels)} labels for {len(paths)} checkpoints")
+    sessions = []
+    for i, path in enumerate(paths):
+        model = model_factory()
+        state = load_state_dict_file(path)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise PairExplorerError(f"checkpoint '{path}' does not fit the model from model_factory: {str(err)[:300]}") from None
+        name = labels[i] if labels is not None else path.stem
+        sessions.append(ModelSession(model, layer, name=name, **session_options))
+    return sessions
+
+
+__all__ = ["CompareExplorer", "snapshots"]
