@@ -112,11 +112,19 @@ def snapshots(
     checkpoint_paths: Sequence[str | os.PathLike],
     layer: str | None = None,
     labels: Sequence[str] | None = None,
+    like: ModelSession | None = None,
     **session_options: Any,
 ) -> list[ModelSession]:
     """One session per checkpoint (e.g. one per training epoch), in the order given: ``model_factory()`` builds
     the architecture, each file's state dict is loaded into it with ``torch.load(weights_only=True)``.
-    ``session_options`` go to :class:`ModelSession` (pooling, size, mean, std, head ...)."""
+    ``like``: a session whose layer, pooling, head, preprocessing and device the snapshots copy;
+    ``session_options`` (pooling, size, mean, std, head ...) go to :class:`ModelSession` and win over it."""
+    if like is not None:
+        inherited = dict(pooling=like.pooling, p=like.p, head=like.head, normalize=like.normalize,
+                         mean=like._mean.flatten().tolist(), std=like._std.flatten().tolist(), size=like.size,
+                         max_aspect=like.max_aspect, device=like.device)
+        session_options = {**inherited, **session_options}
+        layer = layer if layer is not None else (None if like.layer == "forward_features" else like.layer)
     paths = [Path(p) for p in checkpoint_paths]
     if not paths:
         raise PairExplorerError("no checkpoints given")
