@@ -112,13 +112,19 @@ def _compute_dtype(*tensors: Tensor) -> torch.dtype:
 
 @dataclass(frozen=True)
 class LinearHead:
-    """An affine head after pooling, ``e = weight @ f + bias``: a linear layer, PCA-whitening
-    (``bias = -weight @ mean``) or an eval-mode BatchNorm1d folded into a diagonal ``weight``."""
+    """An affine head after pooling, ``e = weight @ n(f) + bias``: a linear layer, PCA-whitening
+    (``bias = -weight @ mean``), an eval-mode BatchNorm1d folded into a diagonal ``weight``, or a LayerNorm
+    (``n(f) = (f - mean_k f) / sqrt(var_k f + eps)`` when ``layer_norm_eps`` is set, else ``n(f) = f``).
+
+    A LayerNorm's mean and std are per-image constants: with them held fixed the decomposition stays exact
+    (each share is centred on its own channel mean and divided by the image's std)."""
 
     weight: Tensor
     """``(D, C)``"""
     bias: Tensor | None = None
     """``(D,)`` or None"""
+    layer_norm_eps: float | None = None
+    """Normalise the pooled vector over its channels first (a LayerNorm without its affine part)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.weight, Tensor) or self.weight.dim() != 2:
@@ -145,13 +151,40 @@ class LinearHead:
             scale = head.weight.detach() / torch.sqrt(head.running_var + head.eps) if head.affine else 1 / torch.sqrt(head.running_var + head.eps)
             shift = (head.bias.detach() if head.affine else 0) - head.running_mean * scale
             return cls(torch.diag(scale), shift)
+        if isinstance(head, nn.LayerNorm):
+            if len(head.normalized_shape) != 1:
+                raise DecompositionError(f"a LayerNorm head must normalise one dimension, got {tuple(head.normalized_shape)}")
+            c = head.normalized_shape[0]
+            weight = head.weight.detach() if head.weight is not None else torch.ones(c)
+            bias = head.bias.detach() if head.bias is not None else None
+            return cls(torch.diag(weight), bias, float(head.eps))
+        if isinstance(head, nn.Sequential):
+            composed: LinearHead | None = None
+            for layer in head:
+                if isinstance(layer, (nn.Identity, nn.Dropout)):
+                    continue
+                step = cls.coerce(layer)
+                composed = step if composed is None else composed.then(step)  # type: ignore[union-attr]
+            return composed
         if isinstance(head, Tensor):
             return cls(head, None)
         if isinstance(head, (tuple, list)) and len(head) == 2:
             return cls(head[0], head[1])
         raise DecompositionError(
-            f"head must be None, an nn.Linear, an eval-mode nn.BatchNorm1d, a (weight, bias) pair or a weight tensor; got {type(head).__name__}"
+            "head must be None, an nn.Linear, an eval-mode nn.BatchNorm1d, an nn.LayerNorm, an nn.Sequential of "
+            f"those, a (weight, bias) pair or a weight tensor; got {type(head).__name__}"
         )
+
+    def then(self, after: "LinearHead") -> "LinearHead":
+        """The head ``after(self(f))`` as one LinearHead (``after`` may not normalise: that is not affine)."""
+        if after.layer_norm_eps is not None:
+            raise DecompositionError("a LayerNorm after a linear layer is not affine in the pooled vector: not supported")
+        weight = after.weight.to(self.weight) @ self.weight
+        bias = after.bias.to(self.weight) if after.bias is not None else None
+        if self.bias is not None:
+            moved = after.weight.to(self.weight) @ self.bias
+            bias = moved if bias is None else bias + moved
+        return LinearHead(weight, bias, self.layer_norm_eps)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -265,6 +298,12 @@ def _project(locs: Tensor, pooling: str, p: float, head: LinearHead | None) -> _
     pooled = pool(locs, pooling, p)
     if head is None:
         return _Projected(shares, pooled, shares.sum(dim=-2))
+    if head.layer_norm_eps is not None:
+        # n(f) = (f - mu) / sigma with mu = mean_k f = sum_i mean_k r[i]: centre every share on its own
+        # channel mean, divide all by the image's sigma -- the shares still sum to n(f).
+        inv_sigma = torch.rsqrt(pooled.var(dim=-1, unbiased=False, keepdim=True) + head.layer_norm_eps)
+        shares = (shares - shares.mean(dim=-1, keepdim=True)) * inv_sigma.unsqueeze(-2)
+        pooled = (pooled - pooled.mean(dim=-1, keepdim=True)) * inv_sigma
     weight = head.weight.to(locs)
     projected = shares @ weight.T
     embedding = pooled @ weight.T

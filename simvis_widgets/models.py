@@ -266,13 +266,43 @@ def _torchvision_state_dict(name: str, pretrained: bool | str) -> dict[str, Tens
     return weights.get_state_dict(progress=True, check_hash=True)
 
 
-def build_backbone(name: str, pretrained: bool | str = True, weights: str | os.PathLike | None = None) -> tuple[nn.Module, BackboneSpec]:
+def _timm_model(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
+    """timm model; ViTs get ``dynamic_img_size=True`` so any input size (a multiple of the patch) works."""
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=pretrained, **{"dynamic_img_size": True, **kwargs})
+    except TypeError:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+def timm_head(model: nn.Module) -> tuple[str, Any]:
+    """The pooling and affine head a timm model applies to ``forward_features`` (``forward_head`` with
+    ``pre_logits=True``), as (pooling, head) for a session -- or a ModelError where no exact decomposition
+    exists (a CLS token)."""
+    pool = getattr(model, "global_pool", "avg")
+    pool = pool if isinstance(pool, str) else getattr(pool, "pool_type", "avg")
+    if getattr(model, "num_prefix_tokens", 0) and pool not in ("avg", "avgmax", ""):
+        raise ModelError(
+            f"this ViT pools by its {pool!r} token: a CLS token has no exact decomposition. Create it with "
+            "global_pool='avg' (mean of the patch tokens, exact), or wait for the labelled APPROXIMATE mode"
+        )
+    fc_norm = getattr(model, "fc_norm", None)
+    head = fc_norm if isinstance(fc_norm, nn.LayerNorm) else None
+    return ("avg" if pool in ("avg", "") else pool), head
+
+
+def build_backbone(name: str, pretrained: bool | str = True, weights: str | os.PathLike | None = None,
+                   model_kwargs: dict[str, Any] | None = None) -> tuple[nn.Module, BackboneSpec]:
     """Build the named network in eval mode with its weights; return it with its :class:`BackboneSpec`.
 
     ``weights`` (a local file, loaded with ``weights_only=True``) takes precedence over ``pretrained``.
     ``pretrained=False`` gives a random init (no download). For torchvision, ``pretrained`` may name a
-    weights enum member (``"IMAGENET1K_V1"``).
+    weights enum member (``"IMAGENET1K_V1"``). ``model_kwargs`` go to ``timm.create_model`` (timm models only,
+    e.g. ``{"global_pool": "avg"}`` for a ViT that pools its patch tokens).
     """
+    if model_kwargs and not name.startswith("timm:"):
+        raise ModelError(f"model_kwargs are for timm models ('timm:NAME'), not {name!r}")
     spec = spec_for(name)
     if spec.source == "embedded":
         import timm
@@ -296,7 +326,7 @@ def build_backbone(name: str, pretrained: bool | str = True, weights: str | os.P
         timm_name = name.split(":", 1)[1]
         if not timm.is_model(timm_name):
             raise ModelError(f"timm has no model {timm_name!r} (see timm.list_models())")
-        model = timm.create_model(timm_name, pretrained=False)
+        model = _timm_model(timm_name, pretrained=False, **(model_kwargs or {}))
         if weights is not None:
             _load_into(model, load_state_dict_file(weights), f"'{weights}'")
         elif pretrained:
@@ -305,7 +335,7 @@ def build_backbone(name: str, pretrained: bool | str = True, weights: str | os.P
                     f"timm weights for {timm_name} need a download from the Hugging Face hub, which cannot be reached "
                     "(offline?). Pass weights='path/to/file.pth' or pretrained=False."
                 )
-            model = timm.create_model(timm_name, pretrained=True)
+            model = _timm_model(timm_name, pretrained=True, **(model_kwargs or {}))
         cfg = getattr(model, "pretrained_cfg", {}) or {}
         spec = BackboneSpec(name, None, tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)), "timm")
     return model.eval(), spec

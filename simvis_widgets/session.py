@@ -6,6 +6,7 @@ preprocessing, on a device, with a feature cache. Images go in; features, embedd
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections import OrderedDict
 from typing import Any, Iterable, Sequence
@@ -14,9 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .decompose import Explanation, LinearHead, check_pooling, decompose, pool
+from .decompose import Explanation, LinearHead, check_pooling, decompose, pooled_embeddings
 from .images import ImageLike, load_image, resize_for_network
-from .models import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelError, build_backbone, make_extractor
+from .models import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelError, build_backbone, make_extractor, timm_head
 
 
 def default_device() -> torch.device:
@@ -78,8 +79,8 @@ class ModelSession:
                 f"head weight has shape {tuple(self.head.weight.shape)} but layer {self.layer!r} has {self.channels} channels"
             )
         if self.head is not None:
-            self.head = LinearHead(self.head.weight.to(self.device),
-                                   None if self.head.bias is None else self.head.bias.to(self.device))
+            self.head = dataclasses.replace(self.head, weight=self.head.weight.to(self.device),
+                                            bias=None if self.head.bias is None else self.head.bias.to(self.device))
 
     # ---------------------------------------------------------------------------------------------
     # Construction
@@ -93,15 +94,21 @@ class ModelSession:
         *,
         pretrained: bool | str = True,
         weights: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> "ModelSession":
         """A session on a named backbone: ``"efficientnet_lite0"`` (the embedded default: real ImageNet weights,
         offline), a torchvision name (``"resnet50"``, ``"vgg16"``, ...) or ``"timm:NAME"``.
 
         ``pretrained=False`` builds a random init without any download; ``weights`` loads a local file
-        (``weights_only=True``). Other keyword arguments go to :class:`ModelSession`.
+        (``weights_only=True``); ``model_kwargs`` go to ``timm.create_model``. A timm ViT that pools its patch
+        tokens (``model_kwargs={"global_pool": "avg"}``) is exact: its tokens are the local features and its
+        ``fc_norm`` LayerNorm the head. Other keyword arguments go to :class:`ModelSession`.
         """
-        model, spec = build_backbone(name, pretrained=pretrained, weights=weights)
+        model, spec = build_backbone(name, pretrained=pretrained, weights=weights, model_kwargs=model_kwargs)
+        if spec.source == "timm" and getattr(model, "num_prefix_tokens", 0):
+            _, head = timm_head(model)  # a ViT: mean of its patch tokens, then its fc_norm
+            kwargs.setdefault("head", head)
         kwargs.setdefault("mean", spec.mean)
         kwargs.setdefault("std", spec.std)
         kwargs.setdefault("name", name if (pretrained or weights) else f"{name} (random init)")
@@ -126,15 +133,42 @@ class ModelSession:
         return ModelSession(self.model, layer, **options)
 
     def _probe(self) -> tuple[int, int]:
-        """Run a 224 x 224 input once: check the layer gives a spatial map and read its channels and stride."""
+        """Run a 224 x 224 input once: check the layer gives a spatial map (or patch tokens) and read its
+        channels and stride."""
+        self._token_stride: int | None = None
         probe = torch.zeros(1, 3, 224, 224, device=self.device)
         out = self._forward(probe)
+        if out.dim() == 3:  # (B, N, C) tokens: a ViT. Patch tokens follow num_prefix_tokens (CLS, registers).
+            n = out.shape[1] - self._prefix_tokens()
+            side = int(round(n ** 0.5))
+            if n <= 0 or side * side != n:
+                raise ModelError(
+                    f"layer {self.layer!r} of {self.name} outputs {out.shape[1]} tokens for a 224 x 224 input; after "
+                    f"{self._prefix_tokens()} prefix token(s) they do not form a square patch grid"
+                )
+            self._token_stride = 224 // side
+            return int(out.shape[2]), self._token_stride
         if out.dim() != 4:
             raise ModelError(
                 f"layer {self.layer!r} of {self.name} outputs shape {tuple(out.shape)}: not a spatial feature map "
-                "(B, C, H, W). Pick a convolutional layer before global pooling."
+                "(B, C, H, W) or patch tokens (B, N, C). Pick a layer before global pooling."
             )
         return int(out.shape[1]), max(1, int(round(224 / out.shape[-1])))
+
+    def _prefix_tokens(self) -> int:
+        return int(getattr(self.model, "num_prefix_tokens", 0) or 0)
+
+    def _tokens_to_map(self, tokens: Tensor, input_size: tuple[int, int]) -> Tensor:
+        """``(B, N, C)`` tokens -> ``(B, C, h, w)``: prefix tokens dropped, patch tokens on their grid."""
+        stride = self._token_stride or 1
+        h, w = input_size[0] // stride, input_size[1] // stride
+        patches = tokens[:, self._prefix_tokens():]
+        if patches.shape[1] != h * w:
+            raise ModelError(
+                f"{self.name} gave {patches.shape[1]} patch tokens for a {input_size[0]}x{input_size[1]} input, expected "
+                f"{h}x{w}; a timm ViT needs dynamic_img_size=True for inputs other than its training size"
+            )
+        return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w)
 
     # ---------------------------------------------------------------------------------------------
     # Images -> tensors
@@ -157,6 +191,8 @@ class ModelSession:
             out = self._extract(x)
         if not isinstance(out, Tensor):
             raise ModelError(f"the feature layer of {self.name} returned {type(out).__name__}, not a tensor")
+        if out.dim() == 3 and getattr(self, "_token_stride", None):
+            out = self._tokens_to_map(out, (x.shape[-2], x.shape[-1]))
         return out.float()
 
     def _key(self, raw: np.ndarray) -> str:
@@ -217,12 +253,7 @@ class ModelSession:
 
     def _embed_features(self, feats: Tensor) -> Tensor:
         """``(B, C, H, W)`` or ``(C, H, W)`` -> embedding(s): pool, head, L2 normalise (if ``normalize``)."""
-        locs = feats.flatten(-2).transpose(-1, -2)
-        e = pool(locs, self.pooling, self.p)
-        if self.head is not None:
-            e = e @ self.head.weight.T
-            if self.head.bias is not None:
-                e = e + self.head.bias
+        _, e = pooled_embeddings(feats, self.pooling, self.p, self.head)
         return torch.nn.functional.normalize(e, dim=-1) if self.normalize else e
 
     def embed(self, img: ImageLike) -> Tensor:

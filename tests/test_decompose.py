@@ -201,6 +201,27 @@ def test_batchnorm_head_matches_the_layer() -> None:
     assert float(ex.map_a.sum()) + ex.global_term == pytest.approx(ex.score, rel=1e-12)
 
 
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("then_linear", [False, True])
+def test_layer_norm_head_is_exact(pooling: str, then_linear: bool) -> None:
+    """LayerNorm after pooling (per-image mean and std held fixed), alone or followed by a linear layer."""
+    torch.manual_seed(23)
+    ln = torch.nn.LayerNorm(6).double()
+    with torch.no_grad():
+        ln.weight.normal_()
+        ln.bias.normal_()
+    head = torch.nn.Sequential(ln, torch.nn.Linear(6, 4).double()) if then_linear else ln
+    xa, xb = _feats(24, 6, 3, 4, positive=pooling == "gem"), _feats(25, 6, 2, 3, positive=pooling == "gem")
+    ex = sv.decompose(xa, xb, pooling, head=head)
+    with torch.no_grad():
+        ea, eb = head(torch_pool(xa, pooling)[None])[0], head(torch_pool(xb, pooling)[None])[0]
+    assert ex.score == pytest.approx(float(torch.nn.functional.cosine_similarity(ea, eb, dim=0)), rel=1e-12)
+    for total in (ex.map_a.sum(), ex.map_b.sum(), ex.pairwise.sum()):
+        assert float(total) + ex.global_term == pytest.approx(ex.score, rel=1e-10)
+    with pytest.raises(sv.DecompositionError, match="LayerNorm after a linear layer"):
+        sv.decompose(xa, xb, pooling, head=torch.nn.Sequential(torch.nn.Linear(6, 6).double(), torch.nn.LayerNorm(6).double()))
+
+
 @pytest.mark.gpu
 def test_cuda_matches_cpu() -> None:
     xa, xb = _feats(21, 64, 7, 7, dtype=torch.float32), _feats(22, 64, 9, 5, dtype=torch.float32)

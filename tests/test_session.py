@@ -268,6 +268,35 @@ def test_variant_keeps_the_network_and_preprocessing(lite0: sv.ModelSession, pho
         lite0.variant(poolin="max")
 
 
+def test_vit_with_mean_pooled_tokens_is_exact(photos: dict) -> None:
+    """A timm ViT pooling its patch tokens then applying fc_norm (a LayerNorm with per-image mean and std)."""
+    torch.manual_seed(5)
+    session = sv.ModelSession.from_pretrained("timm:vit_tiny_patch16_224", pretrained=False, size=160, device="cpu",
+                                              model_kwargs={"global_pool": "avg"})
+    with torch.no_grad():  # a non-trivial LayerNorm: random gain and bias
+        session.model.fc_norm.weight.normal_()
+        session.model.fc_norm.bias.normal_()
+    session = session.variant(head=session.model.fc_norm)
+    assert session.stride == 16 and session.head.layer_norm_eps == pytest.approx(1e-6)
+    a, b = photos["chelsea"], photos["astronaut"]  # non-square, different sizes: dynamic_img_size
+    x = session._to_input([session.prepare(a)])
+    with torch.inference_mode():
+        reference = session.model.forward_head(session.model.forward_features(x), pre_logits=True)[0]
+    torch.testing.assert_close(session.embed(a), F.normalize(reference, dim=0), rtol=1e-5, atol=1e-6)
+    ex = session.explain(a, b)
+    assert ex.grid_a == (x.shape[2] // 16, x.shape[3] // 16) and ex.global_term != 0
+    for total in (ex.map_a.sum(), ex.map_b.sum(), ex.pairwise.sum()):
+        assert float(total) + ex.global_term == pytest.approx(ex.score, rel=1e-5)
+    assert ex.score == pytest.approx(float(session.embed(a) @ session.embed(b)), abs=1e-5)
+
+
+def test_cls_token_vit_is_refused_clearly() -> None:
+    with pytest.raises(sv.ModelError, match="CLS token has no exact decomposition"):
+        sv.ModelSession.from_pretrained("timm:vit_tiny_patch16_224", pretrained=False, device="cpu")
+    with pytest.raises(sv.ModelError, match="model_kwargs are for timm models"):
+        sv.ModelSession.from_pretrained("resnet18", pretrained=False, model_kwargs={"global_pool": "avg"})
+
+
 def test_repr(lite0: sv.ModelSession) -> None:
     assert "efficientnet_lite0" in repr(lite0) and "stride=32" in repr(lite0)
 
