@@ -130,13 +130,15 @@ def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> s
     proc = subprocess.run(
         cmd, cwd=cwd, env=env, timeout=timeout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    assert proc.returncode == 0, f"{' '.join(cmd)} (cwd {cwd}) exited {proc.returncode}:\n{proc.stdout[-6000:]}"
+    output = proc.stdout[-6000:]
+    assert proc.returncode == 0, f"{' '.join(cmd)} (cwd {cwd}) exited {proc.returncode}:\n{output}"
     return proc.stdout
 
 
 def _isolated_env(tmp: Path, venv: Path) -> dict[str, str]:
     """The environment of every command: the new venv first on PATH, offline, nothing written outside tmp."""
-    drop = ("PYTHON", "VIRTUAL_ENV", "CONDA", "JUPYTER", "IPYTHON", "MPL", "TORCH_HOME", "XDG_CACHE", "XDG_DATA")
+    drop = ("PYTHON", "VIRTUAL_ENV", "CONDA", "JUPYTER", "IPYTHON", "MPL", "TORCH_HOME", "XDG_CACHE",
+            "XDG_DATA")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(
         PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
@@ -177,7 +179,8 @@ _EXECUTE = textwrap.dedent(
         "print(json.dumps({'prefix': sys.prefix, 'package': simvis_widgets.__file__,"
         " 'torch': torch.__version__}))"
     ))
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": sys.argv[3]}})
+    resources = {"metadata": {"path": sys.argv[3]}}  # the kernel's working directory
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources=resources)
     client.execute()
     nbformat.write(nb, out)
     """
@@ -199,7 +202,7 @@ def test_clean_install_from_binder_requirements_runs_the_quickstart():
         # From the repository root, as repo2docker does: "." in the file is the checkout.
         build_dir_before = (REPO / "build").exists()
         _run([python, "-m", "pip", "install", "-r", str(requirements)], cwd=REPO, env=env, timeout=1800)
-        assert (REPO / "build").exists() == build_dir_before, "setuptools left a build/ directory in the checkout"
+        assert (REPO / "build").exists() == build_dir_before, "setuptools left build/ in the checkout"
 
         # Import outside the checkout, so the installed copy is what gets imported.
         probe = (
@@ -209,7 +212,7 @@ def test_clean_install_from_binder_requirements_runs_the_quickstart():
         )
         info = json.loads(_run([python, "-c", probe], cwd=tmp, env=env, timeout=300).splitlines()[-1])
         assert Path(info["prefix"]) == venv, info
-        assert Path(info["package"]).is_relative_to(venv), info  # installed from the checkout, not imported from it
+        assert Path(info["package"]).is_relative_to(venv), info  # installed from the checkout, not run from it
         assert info["torch"].split("+")[0] == torch_version, info
         assert info["torchvision"].split("+")[0] == torchvision_version, info
 
@@ -229,7 +232,7 @@ def test_clean_install_from_binder_requirements_runs_the_quickstart():
         assert "image/png" in mimes, mimes
         text = "".join("".join(o.get("text", "")) for o in outputs if o.get("name") == "stdout")
         assert "sum of map A" in text, text[-2000:]
-        probe_out = "".join("".join(o.get("text", "")) for o in nb["cells"][-1]["outputs"] if o.get("name") == "stdout")
-        kernel = json.loads(probe_out)
+        last = nb["cells"][-1]["outputs"]
+        kernel = json.loads("".join("".join(o.get("text", "")) for o in last if o.get("name") == "stdout"))
         assert Path(kernel["prefix"]) == venv, kernel  # the kernel ran in the new environment
         assert Path(kernel["package"]).is_relative_to(venv), kernel
