@@ -329,7 +329,7 @@ def format_report(pairs: list[PairResult], steps: np.ndarray, stats: dict[str, A
     n = len(pairs)
     lines.append(f"deletion AUC of s(k)/s(0) over k in [0, 1] (lower = better) and absolute score drops after removing the top "
                  f"10 % / 20 % of cells (higher = better); mean ± 95 % CI over {n} pairs (std in brackets)")
-    head = (f"   {'removal':<8}{'method':<26}{'AUC':>22}{'drop @10 %':>22}{'drop @20 %':>22}"
+    head = (f"   {'removal':<8}{'method':<26}{'AUC':>25}{'drop @10 %':>25}{'drop @20 %':>25}"
             f"{'AUC - AUC(ours)':>24}{'beats ours':>12}")
     lines.append(head)
     for removal in REMOVALS:
@@ -337,13 +337,8 @@ def format_report(pairs: list[PairResult], steps: np.ndarray, stats: dict[str, A
             r = stats[removal][method]
             beats = "-" if method == "ours" else f"{r['pairs_better_than_ours']}/{n}"
             diff = "-" if method == "ours" else f"{r['auc_minus_ours']['mean']:+.4f} ± {r['auc_minus_ours']['ci95']:.4f}"
-            lines.append(
-                f"   {removal:<8}{METHOD_LABELS[method]:<26}"
-                f"{_pm(r['auc']):>14} ({r['auc']['std']:.3f})"
-                f"{_pm(r['drop10']):>14} ({r['drop10']['std']:.3f})"
-                f"{_pm(r['drop20']):>14} ({r['drop20']['std']:.3f})"
-                f"{diff:>24}{beats:>12}"
-            )
+            cells = "".join(f"{_pm(r[key]) + ' (' + format(r[key]['std'], '.3f') + ')':>25}" for key in ("auc", "drop10", "drop20"))
+            lines.append(f"   {removal:<8}{METHOD_LABELS[method]:<26}{cells}{diff:>24}{beats:>12}")
         fl = stats[removal]["floor_normalised"]
         lines.append(f"   {removal:<8}{'(all cells removed)':<26}   s(100 %)/s(0) = {_pm(fl)} (same for every method)")
     lines.append("")
@@ -482,6 +477,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print("note: with average pooling and no head, Grad-CAM's channel weights for a dot target are B's embedding / N, "
               "so its pre-ReLU map is <a_i, e_B> / N, proportional to ours; the two rankings differ only through "
               "Grad-CAM's ReLU, min-max scaling, bilinear upsampling and the cell averaging.")
+        print("note: removing a cell changes the cosine by (to first order) <a_fill - a_i, e_B/|e_B| - s e_A/|e_A|> / (N |e_A|): "
+              "the pre-ReLU map of Grad-CAM with a COSINE target is this marginal effect, while ours is the cell's share "
+              "<a_i, e_B/|e_B|> / (N |e_A|) of the score (it omits the -s <a_i, e_A/|e_A|> term: removing a cell also "
+              "shrinks |e_A|). A deletion curve measures the marginal effect; the first-order picture holds only for small k and "
+              "ignores the receptive fields' spread beyond a cell, so the curves above are the test of which ranking works.")
+    print("note: on cross-photo pairs s(0) is small and the filled image can be as similar to B as A is, so s(k)/s(0) "
+          "can exceed 1 (AUC > 1); compare methods on the paired differences and the same-photo group.")
     cores = os.cpu_count() or 1
     if load_start[0] > 0.5 * cores or load_end[0] > 1.5 * max(s.threads, 1):
         print(f"note: the machine was busy (load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end, "

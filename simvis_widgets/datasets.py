@@ -22,6 +22,7 @@ rotations and perspective), so retrieval has right answers; :func:`demo_gallery`
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +92,6 @@ def demo_views(views_per_photo: int = 5, seed: int = 0, short_side: int = 320,
     if views_per_photo < 1:
         raise ValueError(f"views_per_photo must be >= 1, got {views_per_photo}")
     images, groups, names = [], [], []
-    generator = torch.Generator().manual_seed(seed)
     for photo in photos:
         img = demo_image(photo)
         h, w = img.shape[:2]
@@ -109,19 +109,23 @@ def demo_views(views_per_photo: int = 5, seed: int = 0, short_side: int = 320,
             if view == 0:
                 out = base
             else:
-                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-                tensor = torch.from_numpy(np.array(base)).permute(2, 0, 1)
-                out = augment(tensor).permute(1, 2, 0).numpy()
+                # torchvision draws from torch's global generator: seed it per view (so a photo's views do not
+                # depend on which photos come before it) inside fork_rng (so the caller's state is untouched).
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(zlib.crc32(f"{photo}/{view}/{seed}".encode()))
+                    tensor = torch.from_numpy(np.array(base)).permute(2, 0, 1)
+                    out = augment(tensor).permute(1, 2, 0).numpy()
             images.append(np.array(out, copy=True, order="C"))
             groups.append(photo)
             names.append(f"{photo}/{view}")
     return DemoViews(images, groups, names)
 
 
-def demo_gallery(session: "ModelSession", views_per_photo: int = 5, seed: int = 0, **build: Any) -> "Gallery":
+def demo_gallery(session: "ModelSession", views_per_photo: int = 5, seed: int = 0, short_side: int = 320,
+                 **build: Any) -> "Gallery":
     """A :class:`~simvis_widgets.gallery.Gallery` of :func:`demo_views`, labelled by source photo."""
     from .gallery import Gallery
 
-    views = demo_views(views_per_photo, seed)
+    views = demo_views(views_per_photo, seed, short_side)
     build.setdefault("progress", False)
     return Gallery.build(views.images, session, labels=views.groups, **build)

@@ -226,6 +226,7 @@ class ModelSession:
             feats = self._forward(self._to_input([missing[k] for k in group]))
             self._check_features(feats)
             for key, f in zip(group, feats):
+                f = f.clone() if len(group) > 1 else f  # a view would keep the whole batch alive in the cache
                 found[key] = (missing[key], f)
                 self._remember(key, found[key])
         return [found[k] for k in keys]

@@ -238,3 +238,10 @@ def test_demo_gallery_is_labelled(resnet18_random: sv.ModelSession) -> None:
     again = sv.datasets.demo_views(views_per_photo=2, short_side=96)
     assert all(np.array_equal(a, b) for a, b in zip(views.images, again.images))  # seeded: the same views
     assert not np.array_equal(views.images[0], views.images[1])
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    alone = sv.datasets.demo_views(views_per_photo=2, short_side=96, photos=("coffee",))
+    assert torch.equal(torch.rand(1), expected)  # the caller's random state is untouched
+    k = views.groups.index("coffee")
+    assert np.array_equal(alone.images[1], views.images[k + 1])  # a photo's views do not depend on the others
