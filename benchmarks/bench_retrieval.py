@@ -464,10 +464,10 @@ TRACE_HOOK = """() => {
   };
   const original = view.sendRegion.bind(view);
   view.sendRegion = function (force = false) {
-    const before = this.sentAt, region = this.model.get('query_region');
+    const before = this.requestId, region = this.model.get('query_region');
     original(force);
     const now = this.model.get('query_region');
-    if (this.sentAt !== before || now !== region) window.__benchSends.push({ t: this.sentAt, sig: sig(now) });
+    if (this.requestId !== before || now !== region) window.__benchSends.push({ t: this.sentAt.get(this.requestId), sig: sig(now) });
   };
   return true;
 }"""
@@ -669,8 +669,8 @@ def format_browser(r: BrowserResult) -> list[str]:
         return lines + [f"   FAILED: {r.error}"]
     lines += [
         f"   {r.sends} region sends during the strokes; {len(r.trace_ms)} strip renders, {r.stale} of them answering an older "
-        "region than the latest send (for those the trace's 'sent' under-states the delay)",
-        f"   trace shown - sent (latest send):            {stats(r.trace_ms)}",
+        "region than the latest send",
+        f"   widget trace: shown - sent, by request id:   {stats(r.trace_ms)}",
         f"   matched to the send each render answers:     {stats(r.matched_ms)}"
         + (f"   ({r.unmatched} unmatched)" if r.unmatched else ""),
     ]

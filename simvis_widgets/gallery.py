@@ -159,6 +159,10 @@ class Gallery:
 
     def __init__(self, session: ModelSession, entries: list[_Entry], embeddings: Tensor, features: list[np.ndarray],
                  images: Sequence[Any] | None = None) -> None:
+        if len(embeddings) != len(entries) or len(features) != len(entries):
+            raise GalleryError(f"{len(entries)} entries but {len(embeddings)} embeddings and {len(features)} feature maps")
+        if images is not None and len(images) != len(entries):
+            raise GalleryError(f"{len(images)} images given for a gallery of {len(entries)}")
         self.session = session
         self._images = list(images) if images is not None else None
         self._entries = entries
@@ -275,7 +279,9 @@ class Gallery:
         if not todo:
             return computed, skipped
         dataset = torch.utils.data.Subset(_Loader(sources, labels, session), todo)
-        workers = num_workers if num_workers is not None else (min(2, os.cpu_count() or 1) if len(todo) > 32 else 0)
+        # Decoding in worker processes only pays where there are cores to spare (on 2 cores it was slower).
+        cores = os.cpu_count() or 1
+        workers = num_workers if num_workers is not None else (min(4, cores // 2) if cores > 2 and len(todo) > 32 else 0)
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
             pin_memory=session.device.type == "cuda",
@@ -395,7 +401,7 @@ class Gallery:
             raise GalleryError(f"gallery file '{path}' is corrupt (non-finite embeddings)")
         if images is not None and len(images) != len(entries):
             raise GalleryError(f"{len(images)} images given for a gallery of {len(entries)}")
-        return cls(session, entries, torch.from_numpy(emb.copy()), features, images=images)
+        return cls(session, entries, torch.from_numpy(emb), features, images=images)
 
     # ---------------------------------------------------------------------------------------------
     # Search
@@ -426,23 +432,30 @@ class Gallery:
         return torch.from_numpy(np.asarray(self._features[index], dtype=np.float32)).to(self.session.device)
 
     def _refresh_scoring(self) -> None:
+        """Scores are ``(E @ q - <c, q>) / |e_b|`` (cosine) or ``E @ q - <c, q>`` (dot): computed from the
+        embeddings themselves, with one norm per image, so no second copy of the gallery is kept."""
         bias = self.session.head.bias if self.session.head is not None else None
-        g = self.embeddings - (bias.to(self.embeddings) if bias is not None else 0)
+        self._bias = bias.to(self.embeddings) if bias is not None else None
+        self._inv_norms: Tensor | None = None
         if self.session.normalize:
-            norms = self.embeddings.norm(dim=1, keepdim=True)
+            norms = self.embeddings.norm(dim=1)
             if bool((norms == 0).any()):
                 raise GalleryError("a gallery image has an all-zero embedding: cosine similarity is undefined")
-            g = g / norms
-        self._scoring = g
-        self.index: Any = ExactIndex(g)
+            self._inv_norms = 1.0 / norms
+        self._by_hash: dict[str, list[int]] = {}
+        for i, entry in enumerate(self._entries):
+            self._by_hash.setdefault(entry.pixel_hash, []).append(i)
+        self.index: Any = ExactIndex(self.embeddings, self._inv_norms, self._bias)
 
     def use_index(self, index: "ExactIndex | FaissIndex") -> None:
         """Search with another backend built on :meth:`scoring_matrix` (e.g. :class:`FaissIndex`)."""
         self.index = index
 
     def scoring_matrix(self) -> Tensor:
-        """``(K, D)``: ``g_b / |e_b|`` (cosine) or ``g_b`` (dot): region scores are this times the query vector."""
-        return self._scoring
+        """``(K, D)``: ``g_b / |e_b|`` (cosine) or ``g_b`` (dot), ``g = e - c``: region scores are this times the
+        query vector. A new tensor (for other index backends); the exact index does not keep one."""
+        g = self.embeddings - self._bias if self._bias is not None else self.embeddings.clone()
+        return g * self._inv_norms[:, None] if self._inv_norms is not None else g
 
     def query_weights(self, query_size: tuple[int, int], grid: tuple[int, int], mask: Any = None,
                       box: Sequence[float] | None = None, point: Sequence[float] | None = None) -> Tensor | None:
@@ -492,7 +505,7 @@ class Gallery:
         s = self.session
         q, e = region_query(feats, weights, s.pooling, s.p, s.head)
         scale = 1.0 / float(e.norm()) if s.normalize else 1.0
-        excluded = [i for i, entry in enumerate(self._entries) if exclude is not None and entry.pixel_hash == exclude]
+        excluded = set(self._by_hash.get(exclude, ())) if exclude is not None else set()
         scores, order = self.index.search(q.float() * scale, min(k + len(excluded), len(self)))
         hits = []
         for score, i in zip(scores.tolist(), order.tolist()):
@@ -520,13 +533,21 @@ class Gallery:
 
 
 class ExactIndex:
-    """Exact inner-product search with torch on the gallery's device: one matrix multiply and a top-k."""
+    """Exact inner-product search with torch on the gallery's device: one matrix multiply and a top-k.
 
-    def __init__(self, matrix: Tensor) -> None:
-        self.matrix = matrix
+    Scores ``(matrix @ q - <bias, q>) * row_scale`` (``row_scale`` and ``bias`` optional), so a cosine gallery
+    needs only its embeddings and one inverse norm per row."""
+
+    def __init__(self, matrix: Tensor, row_scale: Tensor | None = None, bias: Tensor | None = None) -> None:
+        self.matrix, self.row_scale, self.bias = matrix, row_scale, bias
 
     def search(self, query: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        scores = self.matrix @ query.to(self.matrix)
+        q = query.to(self.matrix)
+        scores = self.matrix @ q
+        if self.bias is not None:
+            scores = scores - self.bias @ q
+        if self.row_scale is not None:
+            scores = scores * self.row_scale
         top = torch.topk(scores, k)
         return top.values.cpu(), top.indices.cpu()
 

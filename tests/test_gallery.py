@@ -226,7 +226,7 @@ def test_faiss_gives_the_same_scores(gallery: Gallery, views: sv.datasets.DemoVi
     try:
         via_faiss = gallery.search(views.images[2], mask=mask, k=6)
     finally:
-        gallery.use_index(ExactIndex(gallery.scoring_matrix()))
+        gallery.use_index(ExactIndex(gallery.scoring_matrix()))  # the same scores from an explicit matrix
     assert [h.index for h in via_faiss] == [h.index for h in exact]
     np.testing.assert_allclose([h.score for h in via_faiss], [h.score for h in exact], rtol=1e-5)
 
@@ -245,3 +245,32 @@ def test_demo_gallery_is_labelled(resnet18_random: sv.ModelSession) -> None:
     assert torch.equal(torch.rand(1), expected)  # the caller's random state is untouched
     k = views.groups.index("coffee")
     assert np.array_equal(alone.images[1], views.images[k + 1])  # a photo's views do not depend on the others
+
+
+def test_a_head_with_bias_keeps_scores_exact(views: sv.datasets.DemoViews) -> None:
+    torch.manual_seed(7)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=4, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(16, 32, 3, stride=4, padding=1), torch.nn.ReLU())
+    session = sv.ModelSession(net, "3", head=torch.nn.Linear(32, 8), size=64, device="cpu")
+    gallery = Gallery.build(views.images[:6], session, progress=False)
+    query = views.images[0]
+    mask = _region(query)
+    for hit in gallery.search(query, mask=mask, k=6):
+        ex = session.explain(query, views.images[hit.index])
+        assert hit.score == pytest.approx(ex.region_score("a", mask), rel=1e-5, abs=1e-7)
+    # The index (embeddings, inverse norms, bias) ranks exactly as the explicit scoring matrix does.
+    q = torch.randn(8)
+    explicit = gallery.scoring_matrix() @ q
+    values, order = gallery.index.search(q, 6)
+    torch.testing.assert_close(values, explicit[order], rtol=1e-5, atol=1e-6)
+    assert order.tolist() == torch.argsort(explicit, descending=True).tolist()
+
+
+def test_gallery_parts_must_line_up(gallery: Gallery) -> None:
+    from simvis_widgets.gallery import _Entry
+
+    entries = [_Entry(i, f"h{i}", None, (2, 2)) for i in range(3)]
+    with pytest.raises(GalleryError, match="3 entries but 2 embeddings"):
+        Gallery(gallery.session, entries, torch.rand(2, 512), [np.zeros((512, 2, 2), np.float16)] * 3)
+    with pytest.raises(GalleryError, match="2 images given for a gallery of 3"):
+        Gallery(gallery.session, entries, torch.rand(3, 512), [np.zeros((512, 2, 2), np.float16)] * 3, images=[1, 2])

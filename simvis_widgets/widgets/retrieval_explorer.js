@@ -110,8 +110,10 @@ class RetrievalView {
     if (this.sendTimer) { clearTimeout(this.sendTimer); this.sendTimer = null; }
     this.lastSend = now;
     const w = this.currentWeights();
-    this.sentAt = now;
-    this.model.set("query_region", w ? { kind: "cells", weights: Array.from(w) } : { kind: "whole" });
+    this.requestId = (this.requestId || 0) + 1;
+    (this.sentAt = this.sentAt || new Map()).set(this.requestId, now);
+    if (this.sentAt.size > 1000) this.sentAt.delete(this.sentAt.keys().next().value);
+    this.model.set("query_region", w ? { kind: "cells", weights: Array.from(w), id: this.requestId } : { kind: "whole", id: this.requestId });
     this.model.save_changes();
   }
 
@@ -248,7 +250,11 @@ class RetrievalView {
       : "no results";
     const version = m.get("results_version");
     this.root.dataset.results = String(version);
-    if (window.__SIMVIS_TRACE__ && this.sentAt !== undefined) (this.trace = this.trace || []).push({ sent: this.sentAt, shown: performance.now(), version });
+    const answered = m.get("results_for");
+    if (window.__SIMVIS_TRACE__ && this.sentAt && this.sentAt.has(answered)) {
+      // sent: when the region these results answer left the browser (not the latest send)
+      (this.trace = this.trace || []).push({ sent: this.sentAt.get(answered), shown: performance.now(), version, id: answered });
+    }
   }
 
   drawThumb(canvas, r) {

@@ -59,6 +59,8 @@ class RetrievalView(anywidget.AnyWidget):
     gallery_size = t.Int(0).tag(sync=True)
     results = t.List([]).tag(sync=True)
     results_version = t.Int(0).tag(sync=True)
+    results_for = t.Int(0).tag(sync=True)
+    """The request id of the region these results answer (the browser numbers its sends)."""
     strip_vmax = t.Float(1.0).tag(sync=True)
 
 
@@ -149,6 +151,7 @@ class RetrievalExplorer(ipywidgets.VBox):
         with self.view.hold_sync():
             self.view.results = payload
             self.view.strip_vmax = vmax
+            self.view.results_for = int(self.view.query_region.get("id", 0) or 0)
             self.view.results_version += 1
         return hits
 
