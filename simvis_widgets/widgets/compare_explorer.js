@@ -2,7 +2,7 @@
 // one row per session, every map on ONE colour scale. Hovering or painting in any row drives the same
 // place in every row (positions travel as fractions of the image, so rows may have different grids); a slider
 // steps through the rows in order (epochs); a difference view shows each row minus a reference row.
-import { Contributions, Panel, argmax, decodeFloats, el, fmt, maxAbs, pct } from "./common.js";
+import { Contributions, Panel, argmax, decodeFloats, el, fmt, maxAbs, pct, onPointerMove } from "./common.js";
 
 const MODES = ["overview", "hover", "paint", "difference"];
 
@@ -134,7 +134,7 @@ class CompareView {
   // ---- pointer: one place, every row --------------------------------------------------------------
 
   bindPointer(row, panel) {
-    panel.mark.addEventListener("pointermove", (e) => {
+    onPointerMove(panel.mark, (e) => {
       if (!this.ready) return;
       const loc = panel.locate(e);
       const mode = this.model.get("mode");

@@ -1,6 +1,6 @@
 // PairExplorer front end: two linked image canvases; hover and paint maps are computed in the browser
 // (the maths and the canvas panel live in common.js).
-import { Contributions, Panel, argmax, decodeFloats, el, fmt, maxAbs, pct, sum } from "./common.js";
+import { Contributions, Panel, argmax, decodeFloats, el, fmt, maxAbs, pct, sum, onPointerMove } from "./common.js";
 export { Contributions, argmax, axisOverlaps, cellWeights, decodeFloats } from "./common.js";
 
 const MODES = ["overview", "hover", "paint"];
@@ -194,7 +194,7 @@ class PairView {
 
   bindPointer(panel) {
     const other = panel === this.a ? this.b : this.a;
-    panel.mark.addEventListener("pointermove", (e) => {
+    onPointerMove(panel.mark, (e) => {
       if (!this.ready) return;
       const loc = panel.locate(e);
       const mode = this.model.get("mode");

@@ -2,7 +2,7 @@
 // results with their region heatmaps. The region's cell weights are computed here (exact covered area) and
 // sent to the kernel, throttled; the kernel scores the whole gallery with one matrix multiply and sends back
 // the top-k (ipywidgets merges updates that are still pending, so a slow search never builds a backlog).
-import { Panel, el } from "./common.js";
+import { Panel, el, onPointerMove } from "./common.js";
 
 const TOOLS = ["paint", "box", "hover"];
 const SEND_EVERY_MS = 50;
@@ -155,7 +155,7 @@ class RetrievalView {
       else this.box = { x0: loc.x, y0: loc.y, x1: loc.x, y1: loc.y };
       this.afterEdit();
     });
-    q.mark.addEventListener("pointermove", (e) => {
+    onPointerMove(q.mark, (e) => {
       if (!this.ready) return;
       const loc = q.locate(e);
       const tool = this.model.get("tool");
