@@ -42,21 +42,21 @@ warning when other processes competed for the cores. ``--models`` restricts the 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _machine  # noqa: E402  (the benchmarks folder)
 
 from simvis_widgets import ModelSession
 from simvis_widgets.decompose import decompose, pool
@@ -353,26 +353,7 @@ def _ms(x: float) -> str:
 
 
 def machine_info(threads: int) -> dict[str, Any]:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-
-    def version(pkg: str) -> str:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return "?"
-
-    return {
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "threads_requested": threads,
-        "interop_threads": torch.get_num_interop_threads(), "cpu_count": os.cpu_count(), "cpu": cpu,
-        "python": platform.python_version(), "platform": platform.platform(),
-        "grad-cam": version("grad-cam"), "captum": version("captum"), "timm": version("timm"),
-        "torchvision": version("torchvision"), "simvis-widgets": version("simvis-widgets"),
-    }
+    return _machine.machine_info(threads, ("grad-cam", "captum", "timm", "torchvision"))
 
 
 ROWS: tuple[tuple[str, str, int, str], ...] = (
@@ -526,9 +507,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "models": [_jsonable(r) for r in results],
     }
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=2)
-        print(f"wrote {args.json}")
+        _machine.write_json(args.json, out)
     return out
 
 

@@ -51,7 +51,6 @@ and cell averaging can make it differ; with other poolings the two maps differ i
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -66,6 +65,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # noqa: E402  (the benchmarks folder)
 from bench_explain import DotTarget, EmbeddingNet, _corr, _to_grid, feature_module, machine_info  # noqa: E402
 
 from simvis_widgets import ModelSession  # noqa: E402
@@ -497,9 +497,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "sanity": sanity, "pairs": [asdict(p) for p in results],
     }
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=2)
-        print(f"wrote {args.json}")
+        _machine.write_json(args.json, out)
     return out
 
 

@@ -74,20 +74,21 @@ import gc
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _machine  # noqa: E402  (the benchmarks folder)
 
 REPO = Path(__file__).resolve().parents[1]
 K = 10
@@ -899,31 +900,9 @@ def format_quality(r: QualityResult) -> list[str]:
 
 
 def machine_info(threads: int) -> dict[str, Any]:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-
-    def version(pkg: str) -> str:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return "?"
-
-    try:
-        import psutil
-
-        ram = psutil.virtual_memory().total
-    except ImportError:  # pragma: no cover
-        ram = 0
-    return {
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "threads_requested": threads,
-        "cpu_count": os.cpu_count(), "cpu": cpu, "ram_gib": ram / GiB, "python": platform.python_version(),
-        "platform": platform.platform(), "faiss": version("faiss-cpu"), "jupyterlab": version("jupyterlab"),
-        "playwright": version("playwright"), "simvis-widgets": version("simvis-widgets"),
-    }
+    info = _machine.machine_info(threads, ("faiss-cpu", "jupyterlab", "playwright"))
+    info["faiss"] = info.get("faiss-cpu", "?")
+    return info
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -1028,9 +1007,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"total benchmark time {total:.0f} s")
     out.update({"machine": info, "load_average_start": list(load_start), "load_average_end": list(load_end), "total_s": total})
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=2)
-        print(f"wrote {args.json}")
+        _machine.write_json(args.json, out)
     return out
 
 
