@@ -15,6 +15,6 @@ demo:
 
 ## Run every test: unit, property, session, widget, CLI, notebook execution and real-browser tests.
 test:
-	@tools/ensure_chromium.sh
+	@tools/ensure_system_packages.sh
 	@venv=$$(tools/venv.sh) && \
 	  "$$venv/bin/python" -m pytest --nbmake tests notebooks $(PYTEST_ARGS)
