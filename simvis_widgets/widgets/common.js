@@ -181,6 +181,38 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** Set a node's text only when it changes (no needless DOM writes, hence no needless layouts). */
+export function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+/** Make `root` a focusable widget whose keys Jupyter leaves alone. */
+export function initRoot(root, kind) {
+  root.classList.add("simvis-widget", kind);
+  root.setAttribute("tabindex", "0");
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  root.setAttribute("data-p-suppress-shortcuts", "true");
+}
+
+/** A colour bar: the colour table as a strip, with -v, 0 and +v labels set by `label(v)`. */
+export class ColorBar {
+  constructor() {
+    this.canvas = el("canvas", { class: "sv-colorbar-canvas", width: "256", height: "12" });
+    this.labels = el("div", { class: "sv-colorbar-labels" }, el("span"), el("span", {}, "0"), el("span"));
+    this.root = el("div", { class: "sv-colorbar" }, this.canvas, this.labels);
+  }
+  paint(lut) {
+    const img = new ImageData(256, 12);
+    for (let x = 0; x < 256; x++) for (let y = 0; y < 12; y++) img.data.set([lut[3 * x], lut[3 * x + 1], lut[3 * x + 2], 255], 4 * (y * 256 + x));
+    this.canvas.getContext("2d").putImageData(img, 0, 0);
+  }
+  label(v) {
+    const [lo, , hi] = this.labels.children;
+    setText(lo, (-v).toExponential(2));
+    setText(hi, v.toExponential(2));
+  }
+}
+
 /** One image with its heat layer (colour-mapped cell values) and its mark layer (grid, cells, mask, brush). */
 export class Panel {
   constructor(side, view) {

@@ -2,13 +2,9 @@
 // one row per session, every map on ONE colour scale. Hovering or painting in any row drives the same
 // place in every row (positions travel as fractions of the image, so rows may have different grids); a slider
 // steps through the rows in order (epochs); a difference view shows each row minus a reference row.
-import { Contributions, Panel, argmax, decodeFloats, el, fmt, maxAbs, pct, onPointerMove } from "./common.js";
+import { ColorBar, Contributions, Panel, argmax, decodeFloats, el, fmt, initRoot, maxAbs, onPointerMove, pct, setText } from "./common.js";
 
 const MODES = ["overview", "hover", "paint", "difference"];
-
-function setText(node, text) {
-  if (node.textContent !== text) node.textContent = text;
-}
 
 class CompareView {
   constructor(model, root) {
@@ -18,11 +14,8 @@ class CompareView {
     this.buildControls();
     this.body = el("div", { class: "sv-rows" });
     this.readout = el("div", { class: "sv-readout", "data-testid": "readout" });
-    root.classList.add("simvis-widget", "simvis-compare");
-    root.setAttribute("tabindex", "0");
-    root.setAttribute("data-lm-suppress-shortcuts", "true");
-    root.setAttribute("data-p-suppress-shortcuts", "true");
-    root.append(this.toolbar, this.body, this.colorbar, this.readout);
+    initRoot(root, "simvis-compare");
+    root.append(this.toolbar, this.body, this.colorbar.root, this.readout);
     this.hover = null; // { side, fx, fy }: the hovered place as fractions of the image
     this.painting = null;
     root.__simvis = this;
@@ -53,9 +46,7 @@ class CompareView {
       el("div", { class: "sv-group" }, this.slider, this.sliderLabel, el("label", {}, this.allBox, " all rows")),
       el("div", { class: "sv-group" }, el("label", {}, "reference ", this.refSelect)),
       el("div", { class: "sv-group" }, el("label", {}, "brush ", this.brushInput), clear, el("label", {}, "opacity ", this.opacityInput)));
-    this.colorbarCanvas = el("canvas", { class: "sv-colorbar-canvas", width: "256", height: "12" });
-    this.colorbarLabels = el("div", { class: "sv-colorbar-labels" }, el("span"), el("span", {}, "0"), el("span"));
-    this.colorbar = el("div", { class: "sv-colorbar" }, this.colorbarCanvas, this.colorbarLabels);
+    this.colorbar = new ColorBar();
   }
 
   setTrait(name, value) {
@@ -98,10 +89,7 @@ class CompareView {
     this.lut = lut instanceof DataView ? new Uint8Array(lut.buffer, lut.byteOffset, lut.byteLength) : new Uint8Array(lut);
     this.body.innerHTML = "";
     this.rows = m.get("panels").map((p, i) => this.buildRow(p, i, bitmaps));
-    const ctx = this.colorbarCanvas.getContext("2d");
-    const img = new ImageData(256, 12);
-    for (let x = 0; x < 256; x++) for (let y = 0; y < 12; y++) img.data.set([this.lut[3 * x], this.lut[3 * x + 1], this.lut[3 * x + 2], 255], 4 * (y * 256 + x));
-    ctx.putImageData(img, 0, 0);
+    this.colorbar.paint(this.lut);
     this.ready = true;
     this.root.dataset.ready = String(Number(this.root.dataset.ready || 0) + 1);
     this.syncControls();
@@ -250,9 +238,7 @@ class CompareView {
       }
       setText(row.caption, v.info);
     }
-    const [lo, , hi] = this.colorbarLabels.children;
-    setText(lo, (-vmax).toExponential(2));
-    setText(hi, vmax.toExponential(2));
+    this.colorbar.label(vmax);
     setText(this.readout, `${this.rows.length} sessions on one colour scale ±${vmax.toExponential(2)}` +
       (mode === "difference" ? ` (each row minus "${this.rows[m.get("reference")].label}")` : "") +
       "; hover or paint in any row and every row follows.");

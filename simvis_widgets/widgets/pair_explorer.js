@@ -1,14 +1,10 @@
 // PairExplorer front end: two linked image canvases; hover and paint maps are computed in the browser
 // (the maths and the canvas panel live in common.js).
-import { Contributions, Panel, argmax, decodeFloats, el, fmt, maxAbs, pct, sum, onPointerMove } from "./common.js";
+import { ColorBar, Contributions, Panel, argmax, decodeFloats, el, fmt, initRoot, maxAbs, onPointerMove, pct, setText, sum } from "./common.js";
 export { Contributions, argmax, axisOverlaps, cellWeights, decodeFloats } from "./common.js";
 
 const MODES = ["overview", "hover", "paint"];
 const CMAPS = ["RdBu_r", "coolwarm", "bwr", "seismic", "PiYG", "PuOr_r", "viridis"];
-
-function setText(node, text) {
-  if (node.textContent !== text) node.textContent = text;
-}
 
 class PairView {
   constructor(model, root) {
@@ -23,11 +19,8 @@ class PairView {
     this.lastDraw = -1e9;
     this.trace = [];
     this.buildControls();
-    root.classList.add("simvis-widget", "simvis-pair");
-    root.setAttribute("tabindex", "0");
-    root.setAttribute("data-lm-suppress-shortcuts", "true");
-    root.setAttribute("data-p-suppress-shortcuts", "true");
-    root.append(this.toolbar, el("div", { class: "sv-panels" }, this.a.root, this.b.root), this.colorbar, this.readout);
+    initRoot(root, "simvis-pair");
+    root.append(this.toolbar, el("div", { class: "sv-panels" }, this.a.root, this.b.root), this.colorbar.root, this.readout);
     root.addEventListener("keydown", (e) => this.onKey(e));
     for (const panel of [this.a, this.b]) this.bindPointer(panel);
     root.__simvis = this; // for tests and benchmarks
@@ -76,7 +69,7 @@ class PairView {
   loadLut() {
     const data = this.model.get("lut");
     this.lut = data instanceof DataView ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
-    this.drawColorbar();
+    this.colorbar.paint(this.lut);
   }
 
   loadMask(side) {
@@ -130,9 +123,7 @@ class PairView {
     this.toolbar = el("div", { class: "sv-toolbar" }, modes, this.paintGroup,
       el("div", { class: "sv-group" }, this.cmapSelect, el("label", {}, "opacity ", this.opacityInput), this.scaleSelect, el("label", {}, this.gridBox, " grid")),
       el("div", { class: "sv-group" }, swap, reset));
-    this.colorbarCanvas = el("canvas", { class: "sv-colorbar-canvas", width: "256", height: "12" });
-    this.colorbarLabels = el("div", { class: "sv-colorbar-labels" }, el("span"), el("span", {}, "0"), el("span"));
-    this.colorbar = el("div", { class: "sv-colorbar" }, this.colorbarCanvas, this.colorbarLabels);
+    this.colorbar = new ColorBar();
     this.readoutScore = el("div", { class: "sv-score" });
     this.readoutSums = el("div");
     this.readoutInfo = el("div", { "data-testid": "info" });
@@ -328,26 +319,14 @@ class PairView {
       setText(panel.caption, values ? `sum ${fmt(sum(values))}; scale ±${(vShared ?? maxAbs(values)).toExponential(2)}` : "");
     }
     const v = vShared ?? maxAbs(views.a, views.b);
-    const [lo, , hi] = this.colorbarLabels.children;
-    setText(lo, (-v).toExponential(2));
-    setText(hi, v.toExponential(2));
-    this.colorbar.title = vShared === null ? "per-view scales: see each caption" : "one scale for both views";
+    this.colorbar.label(v);
+    this.colorbar.root.title = vShared === null ? "per-view scales: see each caption" : "one scale for both views";
     const score = m.get("score"), g = m.get("global_term");
     const exact = m.get("exact") ? "exact" : "APPROXIMATE (linearisation)";
     setText(this.readoutScore, `score ${score.toFixed(4)} (${m.get("similarity")}, ${m.get("pooling")}, ${m.get("model_name")}, ${exact})`);
     setText(this.readoutSums, `Σ map A = ${this.sumA.toFixed(4)}, Σ map B = ${this.sumB.toFixed(4)}` +
       (g ? `, global (bias) term ${fmt(g)}: maps + global term = score` : ": each map adds up to the score"));
     setText(this.readoutInfo, views.info);
-  }
-
-  drawColorbar() {
-    const ctx = this.colorbarCanvas.getContext("2d");
-    const img = new ImageData(256, 12);
-    for (let x = 0; x < 256; x++) for (let y = 0; y < 12; y++) {
-      const k = 4 * (y * 256 + x);
-      img.data[k] = this.lut[3 * x]; img.data[k + 1] = this.lut[3 * x + 1]; img.data[k + 2] = this.lut[3 * x + 2]; img.data[k + 3] = 255;
-    }
-    ctx.putImageData(img, 0, 0);
   }
 }
 

@@ -2,7 +2,7 @@
 // results with their region heatmaps. The region's cell weights are computed here (exact covered area) and
 // sent to the kernel, throttled; the kernel scores the whole gallery with one matrix multiply and sends back
 // the top-k (ipywidgets merges updates that are still pending, so a slow search never builds a backlog).
-import { Panel, el, onPointerMove } from "./common.js";
+import { Panel, el, initRoot, onPointerMove } from "./common.js";
 
 const TOOLS = ["paint", "box", "hover"];
 const SEND_EVERY_MS = 50;
@@ -16,10 +16,7 @@ class RetrievalView {
     this.strip = el("div", { class: "sv-strip", "data-testid": "strip" });
     this.status = el("div", { class: "sv-status", "data-testid": "status" });
     this.buildControls();
-    root.classList.add("simvis-widget", "simvis-retrieval");
-    root.setAttribute("tabindex", "0");
-    root.setAttribute("data-lm-suppress-shortcuts", "true");
-    root.setAttribute("data-p-suppress-shortcuts", "true");
+    initRoot(root, "simvis-retrieval");
     root.append(this.toolbar, el("div", { class: "sv-query" }, this.query.root), this.status, this.strip);
     this.bindPointer();
     this.lastSend = -1e9;
