@@ -543,6 +543,26 @@ def decompose(
     )
 
 
+def from_contributions(
+    shares_a: Tensor, shares_b: Tensor, embedding_a: Tensor, embedding_b: Tensor,
+    grid_a: tuple[int, int], grid_b: tuple[int, int], normalize: bool = True, exact: bool = False,
+) -> Explanation:
+    """An Explanation from per-location contribution vectors ``q`` that need not sum to the embeddings (e.g. a
+    linearisation): ``P = q_A q_B^T * scale``, the score from the embeddings themselves, and everything that
+    no location pair carries (``score - sum P``) as the global term, so the sums still equal the score."""
+    if shares_a.shape[0] != grid_a[0] * grid_a[1] or shares_b.shape[0] != grid_b[0] * grid_b[1]:
+        raise DecompositionError(f"{shares_a.shape[0]} / {shares_b.shape[0]} contributions for grids {grid_a} / {grid_b}")
+    scale = _scale(embedding_a, embedding_b, normalize)
+    score = float((embedding_a * embedding_b).sum() * scale)
+    map_a = ((shares_a @ shares_b.sum(0)) * scale).reshape(grid_a)
+    return Explanation(
+        score=score, map_a=map_a, map_b=((shares_b @ shares_a.sum(0)) * scale).reshape(grid_b),
+        global_term=score - float(map_a.sum()), grid_a=tuple(grid_a), grid_b=tuple(grid_b),
+        shares_a=shares_a, shares_b=shares_b, scale=float(scale), embedding_a=embedding_a, embedding_b=embedding_b,
+        pooling="linearised", normalized=normalize, exact=exact,
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # One query against many
 # --------------------------------------------------------------------------------------------------

@@ -195,6 +195,8 @@ class Gallery:
         """
         if batch_size < 1:
             raise GalleryError(f"batch_size must be >= 1, got {batch_size}")
+        if session.approximate:
+            raise GalleryError("region retrieval needs an exact decomposition; this session is APPROXIMATE (a CLS-token ViT)")
         sources, labels = cls._sources(source, labels)
         if not sources:
             raise GalleryError(f"no images to build a gallery from ({_describe(source)})")

@@ -285,7 +285,8 @@ def timm_head(model: nn.Module) -> tuple[str, Any]:
     if getattr(model, "num_prefix_tokens", 0) and pool not in ("avg", "avgmax", ""):
         raise ModelError(
             f"this ViT pools by its {pool!r} token: a CLS token has no exact decomposition. Create it with "
-            "global_pool='avg' (mean of the patch tokens, exact), or wait for the labelled APPROXIMATE mode"
+            "global_pool='avg' (mean of the patch tokens, exact), or pass approximate=True for a first-order "
+            "linearisation labelled APPROXIMATE"
         )
     fc_norm = getattr(model, "fc_norm", None)
     head = fc_norm if isinstance(fc_norm, nn.LayerNorm) else None

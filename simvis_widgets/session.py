@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .decompose import Explanation, LinearHead, check_pooling, decompose, pooled_embeddings
+from .decompose import Explanation, LinearHead, check_pooling, decompose, from_contributions, pooled_embeddings
 from .images import ImageLike, load_image, resize_for_network
+from .linearise import CLSLinearisation, LinearisationError
 from .models import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelError, build_backbone, make_extractor, timm_head
 
 
@@ -54,9 +55,22 @@ class ModelSession:
         amp: bool = False,
         name: str | None = None,
         cache_size: int = 128,
+        approximate: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.approximate = bool(approximate)
+        self._linear: CLSLinearisation | None = None
+        if self.approximate:
+            try:
+                self._linear = CLSLinearisation(model)
+            except LinearisationError as err:
+                raise ModelError(f"approximate=True: {err}") from None
+            if layer not in (None, self._linear.layer):
+                raise ModelError(f"approximate=True reads the tokens entering the last block ({self._linear.layer!r}), not {layer!r}")
+            if head is not None:
+                raise ModelError("approximate=True explains the model's own head (forward_head); pass no head")
+            layer = self._linear.layer
         self.pooling = check_pooling(pooling, p)
         self.p = float(p)
         self.head = LinearHead.coerce(head)
@@ -106,7 +120,7 @@ class ModelSession:
         ``fc_norm`` LayerNorm the head. Other keyword arguments go to :class:`ModelSession`.
         """
         model, spec = build_backbone(name, pretrained=pretrained, weights=weights, model_kwargs=model_kwargs)
-        if spec.source == "timm" and getattr(model, "num_prefix_tokens", 0):
+        if spec.source == "timm" and getattr(model, "num_prefix_tokens", 0) and not kwargs.get("approximate"):
             _, head = timm_head(model)  # a ViT: mean of its patch tokens, then its fc_norm
             kwargs.setdefault("head", head)
         kwargs.setdefault("mean", spec.mean)
@@ -121,6 +135,7 @@ class ModelSession:
             pooling=self.pooling, p=self.p, head=self.head, normalize=self.normalize,
             mean=self._mean.flatten().tolist(), std=self._std.flatten().tolist(), size=self.size,
             max_aspect=self.max_aspect, device=self.device, amp=self.amp, name=self.name, cache_size=self.cache_size,
+            approximate=self.approximate,
         )
         unknown = set(changes) - set(options) - {"layer"}
         if unknown:
@@ -191,7 +206,7 @@ class ModelSession:
             out = self._extract(x)
         if not isinstance(out, Tensor):
             raise ModelError(f"the feature layer of {self.name} returned {type(out).__name__}, not a tensor")
-        if out.dim() == 3 and getattr(self, "_token_stride", None):
+        if out.dim() == 3 and getattr(self, "_token_stride", None) and not self.approximate:
             out = self._tokens_to_map(out, (x.shape[-2], x.shape[-1]))
         return out.float()
 
@@ -232,7 +247,7 @@ class ModelSession:
         return [found[k] for k in keys]
 
     def _check_features(self, feats: Tensor) -> None:
-        if feats.dim() != 4:
+        if feats.dim() != (3 if self.approximate else 4):
             raise ModelError(f"layer {self.layer!r} of {self.name} gave shape {tuple(feats.shape)}, not (B, C, H, W)")
         if not bool(torch.isfinite(feats).all()):
             raise ModelError(f"{self.name} produced NaN or infinite features (check the weights and the input)")
@@ -250,17 +265,24 @@ class ModelSession:
 
     def features(self, img: ImageLike) -> Tensor:
         """Local features ``(C, H, W)`` of one image (cached by content)."""
-        return self._lookup([img])[0][1]
+        prepared, feats = self._lookup([img])[0]
+        if self.approximate:  # the cache keeps every token (the CLS token is needed); show the patch grid
+            return self._tokens_to_map(feats[None], prepared.shape[:2])[0]
+        return feats
 
     def _embed_features(self, feats: Tensor) -> Tensor:
         """``(B, C, H, W)`` or ``(C, H, W)`` -> embedding(s): pool, head, L2 normalise (if ``normalize``)."""
+        if self._linear is not None:
+            with torch.inference_mode():
+                e = self._linear.embedding(feats)
+            return torch.nn.functional.normalize(e, dim=-1) if self.normalize else e
         _, e = pooled_embeddings(feats, self.pooling, self.p, self.head)
         return torch.nn.functional.normalize(e, dim=-1) if self.normalize else e
 
     def embed(self, img: ImageLike) -> Tensor:
         """The vector the network compares: ``normalize(head(pool(features)))`` (L2-normalised when the session
         compares by cosine, so the score is a dot product of two embeddings)."""
-        return self._embed_features(self.features(img))
+        return self._embed_features(self._lookup([img])[0][1])
 
     def embed_many(self, images: Iterable[ImageLike], batch_size: int = 16, progress: bool = True) -> Tensor:
         """Embeddings ``(K, D)`` of many images, in batches of same-size inputs, with a tqdm progress bar.
@@ -304,16 +326,29 @@ class ModelSession:
         """The exact decomposition of this network's similarity of ``img_a`` and ``img_b``."""
         raw_a, raw_b = load_image(img_a), load_image(img_b)
         (prepared_a, feats_a), (prepared_b, feats_b) = self._lookup([raw_a, raw_b])
-        ex = decompose(feats_a, feats_b, self.pooling, self.p, self.normalize, self.head, check_values=False)
+        if self._linear is not None:
+            ex = self._linearised(prepared_a, feats_a, prepared_b, feats_b)
+        else:
+            ex = decompose(feats_a, feats_b, self.pooling, self.p, self.normalize, self.head, check_values=False)
         ex.source_size_a, ex.source_size_b = raw_a.shape[:2], raw_b.shape[:2]
         ex.model_name = self.name
         ex.image_a, ex.image_b = prepared_a, prepared_b
         return ex
+
+    def _linearised(self, prepared_a: np.ndarray, tokens_a: Tensor, prepared_b: np.ndarray, tokens_b: Tensor) -> Explanation:
+        """The APPROXIMATE explanation of a CLS-token ViT (see :mod:`simvis_widgets.linearise`)."""
+        assert self._linear is not None
+        grids = [(im.shape[0] // self.stride, im.shape[1] // self.stride) for im in (prepared_a, prepared_b)]
+        q_a, q_b = self._linear.contributions(tokens_a), self._linear.contributions(tokens_b)
+        with torch.inference_mode():
+            e_a, e_b = self._linear.embedding(tokens_a), self._linear.embedding(tokens_b)
+        return from_contributions(q_a, q_b, e_a.clone(), e_b.clone(), grids[0], grids[1], self.normalize, exact=False)
 
     def __repr__(self) -> str:
         pooling = f"gem(p={self.p:g})" if self.pooling == "gem" else self.pooling
         return (
             f"ModelSession({self.name!r}, layer={self.layer!r}, pooling={pooling}, "
             f"{'cosine' if self.normalize else 'dot'}, head={'yes' if self.head is not None else 'no'}, "
-            f"size={self.size}, channels={self.channels}, stride={self.stride}, device={self.device})"
+            f"size={self.size}, channels={self.channels}, stride={self.stride}, device={self.device}"
+            + (", APPROXIMATE (CLS linearisation)" if self.approximate else "") + ")"
         )

@@ -310,3 +310,39 @@ def test_cuda_session_matches_cpu(photos: dict) -> None:
     assert ex_gpu.map_a.device.type == "cuda"
     assert ex_gpu.score == pytest.approx(ex_cpu.score, abs=1e-3)
     torch.testing.assert_close(ex_gpu.map_a.cpu(), ex_cpu.map_a, rtol=0.05, atol=1e-4)
+
+
+def test_cls_vit_approximate_mode(photos: dict) -> None:
+    """A CLS-token ViT: first-order contributions (LayerNorm statistics held fixed), labelled APPROXIMATE;
+    the score is still the network's and map sums + global term equal it."""
+    from simvis_widgets.linearise import _frozen_statistics
+
+    torch.manual_seed(6)
+    session = sv.ModelSession.from_pretrained("timm:vit_tiny_patch16_224", pretrained=False, size=96, device="cpu",
+                                              approximate=True)
+    assert session.approximate and "APPROXIMATE" in repr(session)
+    a, b = photos["chelsea"], photos["coffee"]
+    ex = session.explain(a, b)
+    assert not ex.exact and "APPROXIMATE" in repr(ex)
+    x = session._to_input([session.prepare(a)])
+    with torch.inference_mode():
+        reference = session.model.forward_head(session.model.forward_features(x), pre_logits=True)[0]
+    torch.testing.assert_close(session.embed(a), F.normalize(reference, dim=0), rtol=1e-5, atol=1e-6)
+    assert ex.score == pytest.approx(float(session.embed(a) @ session.embed(b)), abs=1e-5)
+    assert float(ex.map_a.sum()) + ex.global_term == pytest.approx(ex.score, abs=1e-6)
+    assert session.features(a).shape == (192, *ex.grid_a)
+    # Oracle: the full Jacobian of the embedding w.r.t. the tokens (same frozen statistics), contracted with them.
+    lin = session._linear
+    tokens = session._lookup([a])[0][1].clone()
+    with _frozen_statistics(lin.norms):
+        lin.last.attn.fused_attn = False
+        jac = torch.autograd.functional.jacobian(lin.embedding, tokens)  # (D, N, C)
+        lin.last.attn.fused_attn = True
+    expected = torch.einsum("dnc,nc->nd", jac, tokens)[lin.prefix:]
+    torch.testing.assert_close(lin.contributions(tokens), expected, rtol=1e-4, atol=1e-6)
+    pair = sv.PairExplorer.from_explanation(ex)
+    assert pair.exact is False  # the widget's readout says APPROXIMATE
+    with pytest.raises(sv.GalleryError, match="APPROXIMATE"):
+        sv.Gallery.build([a], session, progress=False)
+    with pytest.raises(sv.ModelError, match="approximate=True: TinyNet is not a timm VisionTransformer"):
+        sv.ModelSession(TinyNet(), "body.3", approximate=True, device="cpu")

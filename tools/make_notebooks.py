@@ -347,15 +347,30 @@ def your_own_model() -> nbformat.NotebookNode:
         ),
         new_markdown_cell(
             "A ViT that compares its **CLS token** has no exact decomposition: the CLS token mixes all patches "
-            "non-linearly through attention. The library refuses it with a clear message rather than draw a "
-            "map that would not add up (a gradient x activation linearisation, labelled APPROXIMATE in the API "
-            "and the views, is planned)."
+            "non-linearly through attention. By default the library refuses it rather than draw a map that does "
+            "not add up:"
         ),
         new_code_cell(
             "try:\n"
             "    sv.ModelSession.from_pretrained('timm:vit_small_patch16_224', pretrained=False)\n"
             "except sv.ModelError as err:\n"
             "    print(err)"
+        ),
+        new_markdown_cell(
+            "With `approximate=True` you get a first-order linearisation instead: each patch token entering the "
+            "last block contributes $q_i = J_i t_i$ (the Jacobian of the CLS embedding times the token, with "
+            "LayerNorm statistics held fixed). Pairs of patches give $P$ as before; what no patch pair carries "
+            "(the CLS token's own part and the higher-order rest) is reported as the global term, so the sums "
+            "still equal the score -- and every view says **APPROXIMATE**."
+        ),
+        new_code_cell(
+            "cls_vit = sv.ModelSession.from_pretrained('timm:vit_small_patch16_224', pretrained=False, size=224,\n"
+            "                                          approximate=True)\n"
+            "ex = cls_vit.explain(*pair)\n"
+            "print(ex)\n"
+            "print(f'patches carry {float(ex.map_a.sum()):+.4f} of the score {ex.score:.4f}; '\n"
+            "      f'the rest ({ex.global_term:+.4f}) belongs to no patch pair')\n"
+            "sv.PairExplorer.from_explanation(ex)"
         ),
         new_markdown_cell(
             "## Your own checkpoints\n"
