@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--dot", action="store_true", help="dot product instead of cosine similarity")
     ex.add_argument("--weights", default=None, help="local weights file (loaded with weights_only=True)")
     ex.add_argument("--random-init", action="store_true", help="random weights (no download)")
+    ex.add_argument("--approximate", action="store_true",
+                    help="CLS-token ViTs (timm:vit_...): a first-order linearisation, labelled APPROXIMATE")
     ex.add_argument("--dpi", type=int, default=120, help="resolution of raster figures (default 120)")
     ex.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     return parser
@@ -59,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session = ModelSession.from_pretrained(
             args.model, pooling=args.pooling, p=args.p, size=args.size, normalize=not args.dot,
             pretrained=not args.random_init, weights=args.weights, device=args.device,
+            **({"approximate": True} if args.approximate else {}),
         )
         ex = session.explain(*images)
         from .render import save_figure

@@ -85,6 +85,13 @@ def test_cli_errors_are_clear_and_write_nothing(
     assert not out.exists()
 
 
+def test_cli_approximate_vit(pair: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "vit.png"
+    args = ["explain", str(pair[0]), str(pair[1]), "-o", str(out), "--model", "timm:vit_tiny_patch16_224", "--random-init", "--size", "64"]
+    assert cli.main(args) == 2 and "approximate=True" in capsys.readouterr().err  # a CLS ViT is refused by default
+    assert cli.main([*args, "--approximate"]) == 0 and out.stat().st_size > 0
+
+
 def test_cli_output_folder_must_exist(pair: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["explain", str(pair[0]), str(pair[1]), "-o", str(tmp_path / "no" / "such" / "dir.png")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
