@@ -192,11 +192,11 @@ def hits_figure(query: np.ndarray, hits: list, images: list[np.ndarray], *, mask
             m = upsample(torch.as_tensor(m), query.shape[:2])
         axes[0].contour(m, levels=[0.5], colors="lime", linewidths=2)
     axes[0].set_xlabel("query" + (" (region)" if mask is not None else ""), fontsize=9)
-    for ax, hit, image in zip(axes[1:], hits, images):
+    for rank, (ax, hit, image) in enumerate(zip(axes[1:], hits, images), start=1):
         ax.imshow(image)
         heat = ax.imshow(upsample(hit.map, image.shape[:2]), cmap=cmap, norm=norm, alpha=alpha)
         label = f"\n{hit.label}" if hit.label is not None else ""
-        ax.set_xlabel(f"#{hits.index(hit) + 1}  {hit.score:.4f}{label}", fontsize=9)
+        ax.set_xlabel(f"#{rank}  {hit.score:.4f}{label}", fontsize=9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -191,7 +191,10 @@ class ModelSession:
 
     def prepare(self, img: ImageLike) -> np.ndarray:
         """``img`` loaded, validated and resized as the network sees it (``H x W x 3`` uint8)."""
-        return resize_for_network(load_image(img), self.size, self.stride, self.max_aspect)
+        return self._resize(load_image(img))
+
+    def _resize(self, raw: np.ndarray) -> np.ndarray:
+        return resize_for_network(raw, self.size, self.stride, self.max_aspect)
 
     def _to_input(self, images: Sequence[np.ndarray]) -> Tensor:
         batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
@@ -233,7 +236,7 @@ class ModelSession:
                 self._cache.move_to_end(key)
                 found[key] = self._cache[key]
             elif key not in missing:
-                missing[key] = resize_for_network(raw, self.size, self.stride, self.max_aspect)
+                missing[key] = self._resize(raw)
         groups: dict[object, list[str]] = {}
         for key, prepared in missing.items():
             groups.setdefault(prepared.shape if self.device.type != "cpu" else key, []).append(key)
