@@ -22,7 +22,13 @@ from .gallery import Gallery, GalleryError, Hit
 from .images import ImageInputError, load_image
 from .models import ModelError, WeightsUnavailableError, available_models
 from .session import ModelSession
-from .widgets import CompareExplorer, PairExplorer, PairExplorerError, RetrievalExplorer, snapshots
+from .widgets import (
+    CompareExplorer,
+    PairExplorer,
+    PairExplorerError,
+    RetrievalExplorer,
+    snapshots,
+)
 
 __version__ = "0.1.0"
 

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .errors import DecompositionError
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -37,8 +39,6 @@ GEM_EPS = 1e-6
 """GeM clamps features at this floor before the power, as the standard GeM layer does."""
 
 
-class DecompositionError(ValueError):
-    """Inputs the decomposition cannot take (shapes, values, options)."""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,9 +19,8 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -29,7 +28,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .decompose import Explanation, cell_weights, decompose, pooled_embeddings, region_query
+from ._io import atomic_write
+from .decompose import (
+    Explanation,
+    cell_weights,
+    decompose,
+    pooled_embeddings,
+    region_query,
+)
+from .errors import GalleryError
 from .images import ImageInputError, ImageLike, load_image, resize_for_network
 from .session import ModelSession
 
@@ -38,8 +45,6 @@ FORMAT_VERSION = 1
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-class GalleryError(ValueError):
-    """A gallery problem: empty, incompatible session, corrupt file, bad query."""
 
 
 @dataclass
@@ -338,21 +343,13 @@ class Gallery:
         header["embeddings_at"] = _align(len(MAGIC) + 8 + reserved)
         header["features_at"] = _align(header["embeddings_at"] + emb.nbytes)
         blob = json.dumps(header).encode().ljust(reserved)  # JSON allows trailing spaces
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(MAGIC + struct.pack("<Q", len(blob)) + blob)
-                fh.write(b"\0" * (header["embeddings_at"] - fh.tell()))
-                fh.write(emb.tobytes())
-                fh.write(b"\0" * (header["features_at"] - fh.tell()))
-                for f in self._features:
-                    fh.write(np.ascontiguousarray(f, dtype="<f2").tobytes())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as fh:
+            fh.write(MAGIC + struct.pack("<Q", len(blob)) + blob)
+            fh.write(b"\0" * (header["embeddings_at"] - fh.tell()))
+            fh.write(emb.tobytes())
+            fh.write(b"\0" * (header["features_at"] - fh.tell()))
+            for f in self._features:
+                fh.write(np.ascontiguousarray(f, dtype="<f2").tobytes())
         return path
 
     @classmethod

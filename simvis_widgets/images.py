@@ -15,12 +15,12 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import ImageInputError
+
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, Any]
 """A path, a PIL image, a numpy array or a torch tensor."""
 
 
-class ImageInputError(ValueError):
-    """An input that cannot be used as an image; the message names the input and the problem."""
 
 
 def _describe(src: Any) -> str:

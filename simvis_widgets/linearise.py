@@ -21,9 +21,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-
-class LinearisationError(ValueError):
-    """The model is not a ViT this linearisation understands."""
+from .errors import LinearisationError
 
 
 @contextlib.contextmanager

@@ -26,6 +26,8 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
+from .errors import ModelError, WeightsUnavailableError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE0_MEAN = (0.498, 0.498, 0.498)
@@ -34,12 +36,8 @@ DEFAULT_SIZE = 448
 """Default shorter side of the network input: 14 x 14 cells for a stride-32 network."""
 
 
-class ModelError(ValueError):
-    """A model, layer or weights problem; the message names what and how to fix it."""
 
 
-class WeightsUnavailableError(ModelError, RuntimeError):
-    """Pretrained weights are neither cached nor downloadable (offline)."""
 
 
 # --------------------------------------------------------------------------------------------------

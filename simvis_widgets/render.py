@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from ._io import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -146,31 +147,13 @@ def region_figure(ex: "Explanation", side: str, mask: Any, **kwargs: Any) -> "Fi
     return _pair_figure(ex, {other: values}, captions, _score_line(ex), mask=(side, mask), **kwargs)
 
 
-def _mode_for(path: Path) -> int:
-    """The permission bits a plain ``open(path, "w")`` would give (mkstemp makes 0600 files)."""
-    if path.exists():
-        return path.stat().st_mode & 0o777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def save_figure(fig: "Figure", path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Write ``fig`` to ``path`` atomically: a temporary file in the same folder, then a rename, so an
-    interrupted save never leaves a half-written file. The format follows the extension."""
+    """Write ``fig`` to ``path`` atomically (see :func:`simvis_widgets._io.atomic_write`): an interrupted save
+    never leaves a half-written file. The format follows the extension."""
     path = Path(path)
-    if not path.parent.exists():
-        raise FileNotFoundError(f"cannot write '{path}': folder '{path.parent}' does not exist")
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=dpi)
-        os.chmod(tmp, _mode_for(path))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        fig.savefig(fh, format=fmt, dpi=dpi)
     return path
 
 

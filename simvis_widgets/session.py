@@ -15,10 +15,25 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .decompose import Explanation, LinearHead, check_pooling, decompose, from_contributions, pooled_embeddings
+from .decompose import (
+    Explanation,
+    LinearHead,
+    check_pooling,
+    decompose,
+    from_contributions,
+    pooled_embeddings,
+)
 from .images import ImageLike, load_image, resize_for_network
 from .linearise import CLSLinearisation, LinearisationError
-from .models import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelError, build_backbone, make_extractor, timm_head
+from .models import (
+    DEFAULT_SIZE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelError,
+    build_backbone,
+    make_extractor,
+    timm_head,
+)
 
 
 def default_device() -> torch.device:

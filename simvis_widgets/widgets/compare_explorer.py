@@ -18,7 +18,13 @@ from ..images import ImageLike, load_image
 from ..models import load_state_dict_file
 from ..session import ModelSession
 from ._bundle import HERE, bundle
-from .pair_explorer import _MASK_SERIALIZERS, PairExplorerError, _png, colormap_lut, matrix_payload
+from .pair_explorer import (
+    _MASK_SERIALIZERS,
+    PairExplorerError,
+    _png,
+    colormap_lut,
+    matrix_payload,
+)
 
 MODES = ("overview", "hover", "paint", "difference")
 

@@ -19,6 +19,7 @@ import traitlets as t
 from PIL import Image
 
 from ..decompose import Explanation
+from ..errors import PairExplorerError
 from ..images import ImageLike, load_image
 from ..session import ModelSession
 from ._bundle import bundle
@@ -31,8 +32,6 @@ FLOAT16_ABOVE = 512 * 512
 MODES = ("overview", "hover", "paint")
 
 
-class PairExplorerError(ValueError):
-    """Bad input to a PairExplorer."""
 
 
 def _mask_to_json(value: np.ndarray | None, _widget: Any) -> dict[str, Any] | None:

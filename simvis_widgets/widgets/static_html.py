@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import anywidget
+
+from .._io import atomic_write
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -93,18 +93,6 @@ def write_static_html(widget: anywidget.AnyWidget, path: Path, title: str) -> Pa
         state=_inline(json.dumps(_encode(state))),
         esm=_inline(str(widget._esm)),
     )
-    path = Path(path)
-    if not path.parent.exists():
-        raise FileNotFoundError(f"cannot write '{path}': folder '{path.parent}' does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path, text=True) as fh:
+        fh.write(page)
+    return Path(path)
