@@ -2,61 +2,69 @@
 
 The similarity of two pooled CNN embeddings decomposes exactly into contributions of image locations
 (Stylianou, Souvenir, Pless, "Visualizing Deep Similarity Networks", WACV 2019), generalised here to
-sum / avg / max / GeM pooling and affine heads.
+sum / avg / max / GeM pooling and affine heads. The derivation is in ``docs/method.md``.
+
+Data flow (and import direction): images -> :class:`ModelSession` (features) -> :func:`decompose`
+(an immutable :class:`Explanation`) -> :class:`ExplainedPair` (plus the images) -> figures and widgets.
+The maths helpers below the public API (shares, region queries) live in :mod:`simvis_widgets.decompose`.
 """
 
 from . import datasets, render
-from .decompose import (
-    POOLINGS,
+from .decompose import POOLINGS, Explanation, LinearHead, ManyExplanation, cell_weights, decompose, decompose_many
+from .errors import (
+    CellIndexError,
     DecompositionError,
-    Explanation,
-    LinearHead,
-    ManyExplanation,
-    cell_weights,
-    decompose,
-    decompose_many,
-    pooling_shares,
-    region_query,
-)
-from .gallery import Gallery, GalleryError, Hit
-from .images import ImageInputError, load_image
-from .models import ModelError, WeightsUnavailableError, available_models
-from .session import ModelSession
-from .widgets import (
-    CompareExplorer,
-    PairExplorer,
+    GalleryError,
+    ImageInputError,
+    LimitError,
+    LinearisationError,
+    ModelError,
     PairExplorerError,
-    RetrievalExplorer,
-    snapshots,
+    SimvisError,
+    WeightsUnavailableError,
+    WidgetError,
 )
+from .gallery import FaissIndex, Gallery, Hit
+from .images import load_image
+from .models import available_models
+from .pair import ExplainedPair
+from .session import Encoded, ModelSession, SessionOptions, snapshots
+from .widgets import CompareExplorer, PairExplorer, RetrievalExplorer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "POOLINGS",
+    "CellIndexError",
     "CompareExplorer",
     "DecompositionError",
+    "Encoded",
+    "ExplainedPair",
     "Explanation",
+    "FaissIndex",
     "Gallery",
     "GalleryError",
     "Hit",
     "ImageInputError",
+    "LimitError",
     "LinearHead",
+    "LinearisationError",
     "ManyExplanation",
     "ModelError",
     "ModelSession",
     "PairExplorer",
     "PairExplorerError",
     "RetrievalExplorer",
+    "SessionOptions",
+    "SimvisError",
     "WeightsUnavailableError",
+    "WidgetError",
     "available_models",
-    "datasets",
-    "render",
     "cell_weights",
+    "datasets",
     "decompose",
     "decompose_many",
     "load_image",
-    "pooling_shares",
-    "region_query",
+    "render",
     "snapshots",
 ]

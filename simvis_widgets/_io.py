@@ -9,6 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
+import numpy as np
+import torch
+
 
 def default_mode(path: Path) -> int:
     """The permission bits a plain ``open(path, "w")`` would give: the existing file's, else 0666 less the umask
@@ -62,3 +65,15 @@ def file_digest(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    """A tensor's dtype, shape and values as bytes (for digests); the same values on any device give the same bytes."""
+    data = t.detach().cpu().contiguous()
+    return f"{data.dtype}{tuple(data.shape)}".encode() + data.reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def image_hash(image: np.ndarray) -> str:
+    """The content hash of a loaded image (its shape, dtype and pixels): equal hashes, equal images."""
+    data = np.ascontiguousarray(image)
+    return digest(f"{data.shape}|{data.dtype}".encode(), data.tobytes())

@@ -1,6 +1,7 @@
 """The exact decomposition of a pooled-embedding similarity into image locations.
 
-Pure torch, no I/O. Every formula is in ``shared/notes/method.md``; in short:
+Pure torch: no images, files or figures. The derivation, with a worked example, is in ``docs/method.md``;
+in short:
 
 * local features ``a_i`` (``i = 1..N_A``) pool to ``f_A[k] = sum_i r_A[i, k]``, where ``r_A`` are the
   *shares* of the pooling (avg: ``a/N``; sum: ``a``; max: the max at the argmax, split equally between
@@ -18,25 +19,30 @@ float rounding), for every pooling and head. The score itself is computed the wa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+import numbers
+import operator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from typing_extensions import Self
 
-from .errors import DecompositionError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from matplotlib.figure import Figure
+from ._io import digest, tensor_bytes
+from .errors import CellIndexError, DecompositionError
 
 POOLINGS: tuple[str, ...] = ("avg", "sum", "max", "gem")
 Pooling = Literal["avg", "sum", "max", "gem"]
 Side = Literal["a", "b"]
 GEM_EPS = 1e-6
 """GeM clamps features at this floor before the power, as the standard GeM layer does."""
+MAX_GEM_P = 1e4
+"""The largest GeM exponent accepted. Above it GeM is max pooling to float precision (use ``pooling="max"``), and
+``p * log(a)`` loses the digits that tell locations apart."""
 
 
 
@@ -52,9 +58,9 @@ def check_pooling(pooling: str, p: float = 3.0) -> str:
         raise DecompositionError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
     pooling = pooling.lower()
     if pooling == "gem":
-        if not isinstance(p, (int, float)) or isinstance(p, bool) or not math.isfinite(p) or p < 1:
+        if not isinstance(p, numbers.Real) or isinstance(p, bool) or not math.isfinite(p) or not 1 <= p <= MAX_GEM_P:
             raise DecompositionError(
-                f"GeM needs a finite p >= 1 (p = 1 is average pooling); got p={p!r}. "
+                f"GeM needs a real p with 1 <= p <= {MAX_GEM_P:g} (p = 1 is average pooling); got p={p!r}. "
                 "For p -> infinity use pooling='max'."
             )
     return pooling
@@ -110,7 +116,7 @@ def _compute_dtype(*tensors: Tensor) -> torch.dtype:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LinearHead:
     """An affine head after pooling, ``e = weight @ n(f) + bias``: a linear layer, PCA-whitening
     (``bias = -weight @ mean``), an eval-mode BatchNorm1d folded into a diagonal ``weight``, or a LayerNorm
@@ -137,6 +143,24 @@ class LinearHead:
         if self.bias is not None:
             check_finite(self.bias, "head bias")
 
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 over the weight, bias and LayerNorm epsilon: equal digests, equal heads (equality and hashing
+        use it, so heads can sit in a frozen :class:`~simvis_widgets.session.SessionOptions`)."""
+        parts = [str(self.layer_norm_eps).encode(), tensor_bytes(self.weight)]
+        parts.append(b"" if self.bias is None else tensor_bytes(self.bias))
+        return digest(*parts)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LinearHead) and self.digest == other.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def to(self, device: torch.device | str) -> "LinearHead":
+        """The same head with its tensors on ``device``."""
+        return LinearHead(self.weight.to(device), None if self.bias is None else self.bias.to(device), self.layer_norm_eps)
+
     @classmethod
     def coerce(cls, head: Any) -> "LinearHead | None":
         """Accept None, a LinearHead, an ``nn.Linear``, an eval-mode ``nn.BatchNorm1d``, a ``(W, b)`` pair or a
@@ -160,11 +184,23 @@ class LinearHead:
             return cls(torch.diag(weight), bias, float(head.eps))
         if isinstance(head, nn.Sequential):
             composed: LinearHead | None = None
-            for layer in head:
+            for position, layer in enumerate(head):
                 if isinstance(layer, (nn.Identity, nn.Dropout)):
                     continue
+                if not isinstance(layer, (nn.Linear, nn.BatchNorm1d, nn.LayerNorm, nn.Sequential)):
+                    raise DecompositionError(
+                        f"head layer {position} of the nn.Sequential is a {type(layer).__name__}: only affine layers "
+                        "(Linear, eval-mode BatchNorm1d, LayerNorm first) keep the decomposition exact"
+                    )
                 step = cls.coerce(layer)
-                composed = step if composed is None else composed.then(step)  # type: ignore[union-attr]
+                if step is None:
+                    continue
+                if composed is not None and step.weight.shape[1] != composed.weight.shape[0]:
+                    raise DecompositionError(
+                        f"head layer {position} of the nn.Sequential takes {step.weight.shape[1]} inputs but the layers "
+                        f"before it give {composed.weight.shape[0]}"
+                    )
+                composed = step if composed is None else composed.then(step)
             return composed
         if isinstance(head, Tensor):
             return cls(head, None)
@@ -179,6 +215,10 @@ class LinearHead:
         """The head ``after(self(f))`` as one LinearHead (``after`` may not normalise: that is not affine)."""
         if after.layer_norm_eps is not None:
             raise DecompositionError("a LayerNorm after a linear layer is not affine in the pooled vector: not supported")
+        if after.weight.shape[1] != self.weight.shape[0]:
+            raise DecompositionError(
+                f"cannot compose heads: the second takes {after.weight.shape[1]} inputs, the first gives {self.weight.shape[0]}"
+            )
         weight = after.weight.to(self.weight) @ self.weight
         bias = after.bias.to(self.weight) if after.bias is not None else None
         if self.bias is not None:
@@ -365,12 +405,14 @@ def _check_pair(locs_a: Tensor, locs_b: Tensor, head: LinearHead | None, check_v
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class Explanation:
     """The exact decomposition of one pair's similarity (see the module docstring for the formulas).
 
     ``map_a.sum() + global_term == map_b.sum() + global_term == pairwise.sum() + global_term == score``.
-    Maps are signed contributions at feature-cell resolution, on the device of the features.
+    Maps are signed contributions at feature-cell resolution, on the device of the features. Immutable: the
+    maths of one pair and nothing else (images and figures belong to :class:`simvis_widgets.pair.ExplainedPair`,
+    which ``session.explain`` returns).
     """
 
     score: float
@@ -395,107 +437,90 @@ class Explanation:
     normalized: bool = True
     exact: bool = True
     """False where the decomposition is a linearisation (labelled APPROXIMATE in every view)."""
-    model_name: str | None = None
-    image_a: "np.ndarray | None" = field(repr=False, default=None)
-    """The image A as the network saw it (``H x W x 3`` uint8), if known: for figures and pixel masks."""
-    image_b: "np.ndarray | None" = field(repr=False, default=None)
-    source_size_a: tuple[int, int] | None = field(repr=False, default=None)
-    """``(H, W)`` of image A as given, before resizing for the network: pixel masks may use this size too."""
-    source_size_b: tuple[int, int] | None = field(repr=False, default=None)
+
+    SWAPPED_FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("map_a", "map_b"), ("grid_a", "grid_b"), ("shares_a", "shares_b"), ("embedding_a", "embedding_b"),
+    )
+    """Pairs of fields that :meth:`swapped` exchanges (subclasses add theirs)."""
 
     @functools.cached_property
     def pairwise(self) -> Tensor:
         """``(N_A, N_B)``: ``P[i, j] = <q_A[i], q_B[j]> * scale``; cells in row-major order of their grids."""
         return (self.shares_a @ self.shares_b.T) * self.scale
 
-    @property
-    def image_size_a(self) -> tuple[int, int] | None:
-        return None if self.image_a is None else tuple(self.image_a.shape[:2])  # type: ignore[return-value]
+    def mask_sizes(self, side: Side) -> list[tuple[int, int]] | None:
+        """The pixel sizes a mask on ``side`` may have besides the cell grid; None: any size (the mask then spans
+        the whole image). A bare Explanation knows no images, so any size is accepted."""
+        return None
 
-    @property
-    def image_size_b(self) -> tuple[int, int] | None:
-        return None if self.image_b is None else tuple(self.image_b.shape[:2])  # type: ignore[return-value]
-
-    def _side(self, side: str) -> tuple[Tensor, Tensor, tuple[int, int], tuple[int, int], list[tuple[int, int]] | None]:
-        """(shares of the chosen side, shares of the other, grid of the chosen, grid of the other, pixel sizes
-        a mask may have: the network input and the image as given)."""
+    def _side(self, side: str) -> tuple[Side, Tensor, Tensor, tuple[int, int], tuple[int, int]]:
+        """(side, shares of the chosen side, shares of the other, grid of the chosen, grid of the other)."""
         s = str(side).lower()
-        if s not in ("a", "b"):
-            raise DecompositionError(f"side must be 'a' or 'b', got {side!r}")
-        image, source = (self.image_size_a, self.source_size_a) if s == "a" else (self.image_size_b, self.source_size_b)
-        sizes = [size for size in (image, source) if size is not None] or None
         if s == "a":
-            return self.shares_a, self.shares_b, self.grid_a, self.grid_b, sizes
-        return self.shares_b, self.shares_a, self.grid_b, self.grid_a, sizes
+            return "a", self.shares_a, self.shares_b, self.grid_a, self.grid_b
+        if s == "b":
+            return "b", self.shares_b, self.shares_a, self.grid_b, self.grid_a
+        raise DecompositionError(f"side must be 'a' or 'b', got {side!r}")
 
     def point_map(self, side: str, row: int, col: int) -> Tensor:
         """Contributions of cell ``(row, col)`` of ``side`` paired with every cell of the other image: that
-        cell's row (side 'a') or column (side 'b') of ``P``, shaped as the other image's grid."""
-        mine, other, grid, other_grid, _ = self._side(side)
+        cell's row (side 'a') or column (side 'b') of ``P``, shaped as the other image's grid.
+
+        ``row`` and ``col`` must be integers (numpy integers too) inside the grid: :class:`CellIndexError`
+        otherwise, never a silent truncation of ``2.7`` to ``2``."""
+        s, mine, other, grid, other_grid = self._side(side)
+        r, c = _cell_index(row, "row"), _cell_index(col, "col")
         h, w = grid
-        if not (0 <= int(row) < h and 0 <= int(col) < w):
-            raise IndexError(f"cell ({row}, {col}) is outside image {side.upper()}'s {h}x{w} grid")
-        return ((other @ mine[int(row) * w + int(col)]) * self.scale).reshape(other_grid)
+        if not (0 <= r < h and 0 <= c < w):
+            raise CellIndexError(f"cell ({r}, {c}) is outside image {s.upper()}'s {h}x{w} grid")
+        return ((other @ mine[r * w + c]) * self.scale).reshape(other_grid)
 
     def region_weights(self, side: str, mask: Any) -> Tensor:
         """Cell weights of ``mask`` on ``side`` (see :func:`cell_weights`), shaped as that side's grid."""
-        mine, _, grid, _, image_size = self._side(side)
-        return cell_weights(mask, grid, image_size, dtype=mine.dtype, device=mine.device, name=f"mask for image {side.upper()}")
+        s, mine, _, grid, _ = self._side(side)
+        return cell_weights(mask, grid, self.mask_sizes(s), dtype=mine.dtype, device=mine.device,
+                            name=f"mask for image {s.upper()}")
 
     def region_map(self, side: str, mask: Any) -> Tensor:
         """``sum_i w_i P[i, :]`` (side 'a') over the other image's grid; ``w`` from :meth:`region_weights`."""
-        mine, other, _, other_grid, _ = self._side(side)
+        _, mine, other, _, other_grid = self._side(side)
         w = self.region_weights(side, mask).reshape(-1)
         return ((other @ (w @ mine)) * self.scale).reshape(other_grid)
 
     def region_score(self, side: str, mask: Any) -> float:
         """``s_R = sum_i w_i S[i]``: the part of the score that the masked region of ``side`` carries."""
-        own_map = self.map_a if str(side).lower() == "a" else self.map_b
+        s = self._side(side)[0]
+        own_map = self.map_a if s == "a" else self.map_b
         return float((self.region_weights(side, mask) * own_map).sum())
 
-    def figure(self, **kwargs: Any) -> "Figure":
-        """A matplotlib figure of both images with their maps; see :func:`simvis_widgets.render.explanation_figure`."""
-        from .render import explanation_figure
-
-        return explanation_figure(self, **kwargs)
-
-    def swapped(self) -> "Explanation":
+    def swapped(self) -> "Self":
         """The same pair with A and B exchanged (``pairwise`` transposed); the score is symmetric."""
-        return Explanation(
-            score=self.score, map_a=self.map_b, map_b=self.map_a, global_term=self.global_term,
-            grid_a=self.grid_b, grid_b=self.grid_a, shares_a=self.shares_b, shares_b=self.shares_a,
-            scale=self.scale, embedding_a=self.embedding_b, embedding_b=self.embedding_a, pooling=self.pooling,
-            p=self.p, normalized=self.normalized, exact=self.exact, model_name=self.model_name,
-            image_a=self.image_b, image_b=self.image_a, source_size_a=self.source_size_b, source_size_b=self.source_size_a,
-        )
+        changes = {}
+        for a, b in self.SWAPPED_FIELDS:
+            changes[a], changes[b] = getattr(self, b), getattr(self, a)
+        return dataclasses.replace(self, **changes)
 
-    def point_figure(self, side: str, row: int, col: int, **kwargs: Any) -> "Figure":
-        """A figure of :meth:`point_map`: the cell marked on ``side``, its contributions on the other image."""
-        from .render import point_figure
-
-        return point_figure(self, side, row, col, **kwargs)
-
-    def region_figure(self, side: str, mask: Any, **kwargs: Any) -> "Figure":
-        """A figure of :meth:`region_map`: the region outlined on ``side``, its map on the other image."""
-        from .render import region_figure
-
-        return region_figure(self, side, mask, **kwargs)
-
-    def save(self, path: Any, **kwargs: Any) -> None:
-        """Write :meth:`figure` to ``path`` atomically (PNG, PDF, SVG ... by extension)."""
-        from .render import save_figure
-
-        save_figure(self.figure(**kwargs), path)
-
-    def __repr__(self) -> str:
+    def describe(self) -> str:
+        """The fields of :meth:`__repr__` without the class name."""
         kind = "exact" if self.exact else "APPROXIMATE"
         return (
-            f"Explanation(score={self.score:.6g}, {'cosine' if self.normalized else 'dot'}, pooling={self.pooling!r}, "
+            f"score={self.score:.6g}, {'cosine' if self.normalized else 'dot'}, pooling={self.pooling!r}, "
             f"grid_a={self.grid_a}, grid_b={self.grid_b}, sum_a={float(self.map_a.sum()):.6g}, "
             f"sum_b={float(self.map_b.sum()):.6g}, global_term={self.global_term:.6g}, {kind}"
-            + (f", model={self.model_name!r}" if self.model_name else "")
-            + ")"
         )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"
+
+
+def _cell_index(value: Any, name: str) -> int:
+    """``value`` as a Python int if it is an integer (bool excluded), else :class:`CellIndexError`."""
+    if isinstance(value, bool):
+        raise CellIndexError(f"cell {name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise CellIndexError(f"cell {name} must be an integer, got {value!r} ({type(value).__name__})") from None
 
 
 def decompose(
@@ -520,6 +545,31 @@ def decompose(
     """
     locs_a, grid_a, locs_b, grid_b, pooling, head = _prepare(feats_a, feats_b, grid_a, grid_b, pooling, p, head, check_values)
     dtype = _compute_dtype(locs_a, locs_b)
+    ex = _decompose_as(dtype, locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head)
+    if not _all_finite(ex) and dtype != torch.float64:
+        # float32 overflows beyond ~3e38 (products of features around 1e19, a huge head): float64 does not.
+        ex = _decompose_as(torch.float64, locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head)
+    if not _all_finite(ex):
+        big = max(float(locs_a.abs().max()), float(locs_b.abs().max()))
+        raise DecompositionError(
+            f"the score or the maps are not finite even in float64 (largest feature magnitude {big:.3g}, pooling "
+            f"{pooling}{f' p={p:g}' if pooling == 'gem' else ''}, head {'yes' if head is not None else 'no'}): "
+            "the features or the head overflow; rescale them"
+        )
+    return ex
+
+
+def _all_finite(ex: "Explanation") -> bool:
+    return (
+        math.isfinite(ex.score) and math.isfinite(ex.global_term) and math.isfinite(ex.scale)
+        and bool(torch.isfinite(ex.map_a).all()) and bool(torch.isfinite(ex.map_b).all())
+    )
+
+
+def _decompose_as(
+    dtype: torch.dtype, locs_a: Tensor, grid_a: tuple[int, int], locs_b: Tensor, grid_b: tuple[int, int],
+    pooling: str, p: float, normalize: bool, head: LinearHead | None,
+) -> "Explanation":
     pa = _project(locs_a.to(dtype), pooling, p, head)
     pb = _project(locs_b.to(dtype), pooling, p, head)
     scale = _scale(pa.embedding, pb.embedding, normalize)
@@ -568,7 +618,7 @@ def from_contributions(
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class ManyExplanation:
     """One query A against a batch of B images of one grid size: scores and both maps per pair, without
     forming any pairwise matrix. Row ``k`` equals ``decompose(feats_a, feats_b[k])``'s values."""
@@ -618,6 +668,22 @@ def decompose_many(
         raise DecompositionError("feats_b is an empty batch")
     _check_pair(locs_a, locs_b, head)
     dtype = _compute_dtype(locs_a, locs_b)
+    many = _decompose_many_as(dtype, locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head)
+    if not _all_finite_many(many) and dtype != torch.float64:
+        many = _decompose_many_as(torch.float64, locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head)
+    if not _all_finite_many(many):
+        raise DecompositionError("scores or maps are not finite even in float64: the features or the head overflow")
+    return many
+
+
+def _all_finite_many(many: ManyExplanation) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in (many.scores, many.maps_a, many.maps_b, many.global_terms))
+
+
+def _decompose_many_as(
+    dtype: torch.dtype, locs_a: Tensor, grid_a: tuple[int, int], locs_b: Tensor, grid_b: tuple[int, int],
+    pooling: str, p: float, normalize: bool, head: LinearHead | None,
+) -> ManyExplanation:
     pa = _project(locs_a.to(dtype), pooling, p, head)
     pb = _project(locs_b.to(dtype), pooling, p, head)
     scale = _scale(pa.embedding.unsqueeze(0), pb.embedding, normalize)  # (K,)

@@ -13,6 +13,10 @@ class DecompositionError(SimvisError, ValueError):
     """Inputs the decomposition cannot take (shapes, values, options), or a result it cannot compute exactly."""
 
 
+class CellIndexError(DecompositionError, IndexError):
+    """A feature cell given by a non-integer or outside its grid."""
+
+
 class ImageInputError(SimvisError, ValueError):
     """An input that cannot be used as an image; the message names the input and the problem."""
 
@@ -45,6 +49,7 @@ PairExplorerError = WidgetError
 """The name widgets' errors had before :class:`WidgetError`; kept so existing ``except`` clauses still work."""
 
 __all__ = [
+    "CellIndexError",
     "DecompositionError",
     "GalleryError",
     "ImageInputError",

@@ -15,7 +15,7 @@ each 64-byte aligned, so the features can be memory-mapped.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
 import struct
@@ -28,20 +28,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._io import atomic_write
+from ._io import atomic_write, file_digest, image_hash
 from .decompose import (
-    Explanation,
     cell_weights,
     decompose,
     pooled_embeddings,
     region_query,
 )
 from .errors import GalleryError
-from .images import ImageInputError, ImageLike, load_image, resize_for_network
+from .images import ImageInputError, ImageLike, load_image
+from .pair import ExplainedPair
 from .session import ModelSession
 
 MAGIC = b"SIMVISG1"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -83,32 +83,13 @@ class _Item:
 
 
 def fingerprint(session: ModelSession) -> dict[str, Any]:
-    """What must match between a gallery and the session that searches it."""
-    head = None
-    if session.head is not None:
-        h = hashlib.sha1(session.head.weight.detach().cpu().numpy().tobytes())
-        if session.head.bias is not None:
-            h.update(session.head.bias.detach().cpu().numpy().tobytes())
-        head = h.hexdigest()
-    return {
-        "model": session.name, "layer": str(session.layer), "pooling": session.pooling,
-        "p": session.p if session.pooling == "gem" else None, "normalize": session.normalize, "head": head,
-        "size": session.size, "max_aspect": session.max_aspect, "channels": session.channels, "stride": session.stride,
-        "mean": [round(float(v), 6) for v in session._mean.flatten().tolist()],
-        "std": [round(float(v), 6) for v in session._std.flatten().tolist()],
-    }
-
-
-def _pixel_hash(raw: np.ndarray) -> str:
-    return hashlib.sha1(raw.tobytes() + str(raw.shape).encode()).hexdigest()
+    """What must match between a gallery and the session that searches it: the session's
+    :meth:`~simvis_widgets.session.ModelSession.fingerprint` (options and a hash of the weights)."""
+    return session.fingerprint()
 
 
 def _file_hash(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -124,7 +105,7 @@ class _Loader(torch.utils.data.Dataset):  # type: ignore[type-arg]
 
     def __init__(self, sources: Sequence[Any], labels: Sequence[Any] | None, session: ModelSession) -> None:
         self.sources, self.labels = sources, labels
-        self.size, self.stride, self.max_aspect = session.size, session.stride, session.max_aspect
+        self.resize = session.resizer()
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -135,9 +116,9 @@ class _Loader(torch.utils.data.Dataset):  # type: ignore[type-arg]
         name: str | int = str(src) if isinstance(src, (str, os.PathLike)) else i
         try:
             raw = load_image(src)
-            prepared = resize_for_network(raw, self.size, self.stride, self.max_aspect)
+            prepared = self.resize(raw)
             file_hash = _file_hash(Path(src)) if isinstance(src, (str, os.PathLike)) else None
-            return _Item(i, name, prepared, _pixel_hash(raw), file_hash, None, label)
+            return _Item(i, name, prepared, image_hash(raw), file_hash, None, label)
         except (ImageInputError, FileNotFoundError, OSError) as err:
             return _Item(i, name, None, "", None, str(err), label)
 
@@ -163,7 +144,7 @@ class Gallery:
     """Embeddings and local features of many images, searchable by whole image, region or single cell."""
 
     def __init__(self, session: ModelSession, entries: list[_Entry], embeddings: Tensor, features: list[np.ndarray],
-                 images: Sequence[Any] | None = None) -> None:
+                 images: Sequence[Any] | None = None, unreadable: dict[str, tuple[str, str]] | None = None) -> None:
         if len(embeddings) != len(entries) or len(features) != len(entries):
             raise GalleryError(f"{len(entries)} entries but {len(embeddings)} embeddings and {len(features)} feature maps")
         if images is not None and len(images) != len(entries):
@@ -174,6 +155,9 @@ class Gallery:
         self.embeddings = embeddings.to(session.device, torch.float32)
         """``(K, D)``: the network's embeddings ``e`` (not normalised)."""
         self._features = features
+        self.unreadable: dict[str, tuple[str, str]] = dict(unreadable or {})
+        """Files that could not be read, by file hash: ``(source, error)``. A rebuild skips a file whose bytes are
+        unchanged without warning again."""
         self._fingerprint = fingerprint(session)
         self._refresh_scoring()
 
@@ -218,12 +202,20 @@ class Gallery:
                     k = by_file.get(_file_hash(Path(src)))
                 else:
                     try:
-                        k = by_pixels.get(_pixel_hash(load_image(src)))
+                        k = by_pixels.get(image_hash(load_image(src)))
                     except (ImageInputError, FileNotFoundError):
                         k = None
                 if k is not None:
                     reuse[i] = k
-        todo = [i for i in range(len(sources)) if i not in reuse]
+        known_bad: dict[str, tuple[str, str]] = {}
+        if cached is not None and cached.unreadable:
+            for i, src in enumerate(sources):
+                if i not in reuse and isinstance(src, (str, os.PathLike)) and Path(src).is_file():
+                    h = _file_hash(Path(src))
+                    if h in cached.unreadable:
+                        known_bad[h] = (str(src), cached.unreadable[h][1])
+        known_sources = {source for source, _ in known_bad.values()}
+        todo = [i for i in range(len(sources)) if i not in reuse and str(sources[i]) not in known_sources]
         computed, skipped = cls._embed(sources, labels, todo, session, batch_size, num_workers, progress)
         entries: list[_Entry] = []
         embeddings: list[Tensor] = []
@@ -249,7 +241,11 @@ class Gallery:
             warnings.warn(f"skipped {len(skipped)} unreadable image(s):\n{listing}", stacklevel=2)
         if not entries:
             raise GalleryError(f"none of the {len(sources)} images could be read ({_describe(source)})")
-        gallery = cls(session, entries, torch.stack(embeddings), features, images=kept)
+        unreadable = dict(known_bad)
+        for name, err in skipped:
+            if isinstance(name, str) and Path(name).is_file():
+                unreadable[_file_hash(Path(name))] = (name, err)
+        gallery = cls(session, entries, torch.stack(embeddings), features, images=kept, unreadable=unreadable)
         gallery.reused = len(reuse)
         gallery.embedded = len(computed)
         if cache_file is not None:
@@ -299,17 +295,18 @@ class Gallery:
                 for item in batch:
                     if item.prepared is None:
                         skipped.append((item.source, item.error or "unreadable"))
+                        bar.total -= 1  # the bar counts images embedded, not files tried
+                        bar.set_postfix(unreadable=len(skipped))
                     else:
                         groups.setdefault(item.prepared.shape, []).append(item)
                 for group in groups.values():
-                    feats = session._forward(session._to_input([it.prepared for it in group]))  # type: ignore[misc]
-                    session._check_features(feats)
+                    feats = session.batch_features([it.prepared for it in group])  # type: ignore[misc]
                     _, emb = pooled_embeddings(feats, session.pooling, session.p, session.head)
                     for it, f, e in zip(group, feats, emb):
                         grid = (int(f.shape[1]), int(f.shape[2]))
                         entry = _Entry(it.source, it.pixel_hash, it.file_hash, grid, it.label)
                         computed[it.position] = (entry, e.float().cpu(), f.to(torch.float16).cpu().numpy())
-                bar.update(len(batch))
+                bar.update(sum(len(group) for group in groups.values()))
         return computed, skipped
 
     # ---------------------------------------------------------------------------------------------
@@ -337,6 +334,7 @@ class Gallery:
                 for e, off in zip(self._entries, offsets)
             ],
             "feature_total": total,
+            "unreadable": [{"file_hash": h, "source": src, "error": err} for h, (src, err) in self.unreadable.items()],
         }
         header["embeddings_at"] = header["features_at"] = 0
         reserved = len(json.dumps(header).encode()) + 64  # room for the two offsets' digits
@@ -400,7 +398,8 @@ class Gallery:
             raise GalleryError(f"gallery file '{path}' is corrupt (non-finite embeddings)")
         if images is not None and len(images) != len(entries):
             raise GalleryError(f"{len(images)} images given for a gallery of {len(entries)}")
-        return cls(session, entries, torch.from_numpy(emb), features, images=images)
+        unreadable = {u["file_hash"]: (u["source"], u["error"]) for u in header.get("unreadable", [])}
+        return cls(session, entries, torch.from_numpy(emb), features, images=images, unreadable=unreadable)
 
     # ---------------------------------------------------------------------------------------------
     # Search
@@ -419,6 +418,7 @@ class Gallery:
 
     def image(self, index: int) -> np.ndarray:
         """Gallery image ``index`` as an ``H x W x 3`` uint8 array (read from its file, or kept in memory)."""
+        index = self._check_index(index)
         entry = self._entries[index]
         if self._images is not None:
             return load_image(self._images[index])
@@ -426,8 +426,13 @@ class Gallery:
             return load_image(entry.source)
         raise GalleryError(f"gallery image {index} was an in-memory image: pass images=... to Gallery.load to show it")
 
+    def grid(self, index: int) -> tuple[int, int]:
+        """The ``(h, w)`` feature grid of gallery image ``index``."""
+        return self._entries[self._check_index(index)].grid
+
     def features(self, index: int) -> Tensor:
         """Local features ``(C, h, w)`` of gallery image ``index`` (float32, on the session's device)."""
+        index = self._check_index(index)
         return torch.from_numpy(np.asarray(self._features[index], dtype=np.float32)).to(self.session.device)
 
     def _refresh_scoring(self) -> None:
@@ -493,11 +498,9 @@ class Gallery:
         (query-image pixels) or as a whole -- with exact region scores and each hit's region map."""
         if not isinstance(k, int) or k <= 0:
             raise GalleryError(f"k must be a positive integer, got {k!r}")
-        raw = load_image(query)
-        (prepared, feats), = self.session._lookup([raw])
-        grid = (int(feats.shape[1]), int(feats.shape[2]))
-        weights = self.query_weights(raw.shape[:2], grid, mask, box, point)
-        return self.search_features(feats, weights, k, exclude=_pixel_hash(raw) if exclude_self else None)
+        enc = self.session.encode(query)
+        weights = self.query_weights(enc.source_size, enc.grid, mask, box, point)
+        return self.search_features(enc.features, weights, k, exclude=enc.hash if exclude_self else None)
 
     def search_features(self, feats: Tensor, weights: Tensor | None, k: int = 10, exclude: str | None = None) -> list[Hit]:
         """:meth:`search` on the query's local features and cell weights (None: whole image)."""
@@ -518,14 +521,18 @@ class Gallery:
                 break
         return hits
 
-    def explain(self, query: ImageLike, index: int) -> Explanation:
+    def explain(self, query: ImageLike, index: int) -> ExplainedPair:
         """The full decomposition of ``query`` against gallery image ``index`` (from its stored features)."""
-        raw = load_image(query)
-        (prepared, feats), = self.session._lookup([raw])
-        s = self.session
-        ex = decompose(feats, self.features(index), s.pooling, s.p, s.normalize, s.head)
-        ex.model_name, ex.image_a, ex.source_size_a = s.name, prepared, raw.shape[:2]
-        return ex
+        self._check_index(index)
+        image = None
+        with contextlib.suppress(GalleryError, ImageInputError, FileNotFoundError):
+            image = self.session.resize(self.image(index))
+        return self.session.explain_encoded(self.session.encode(query), features_b=self.features(index), image_b=image)
+
+    def _check_index(self, index: Any) -> int:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= int(index) < len(self):
+            raise GalleryError(f"gallery index must be an integer in [0, {len(self) - 1}], got {index!r}")
+        return int(index)
 
     def __repr__(self) -> str:
         return f"Gallery({len(self)} images, {self.session.name!r}, dim={self.embeddings.shape[1]})"

@@ -1,43 +1,143 @@
 """A model session: backbone truncated at a feature layer + pooling + optional head + normalisation +
-preprocessing, on a device, with a feature cache. Images go in; features, embeddings and
-:class:`~simvis_widgets.decompose.Explanation` objects come out.
+preprocessing, on a device, with a feature cache. Images go in; features, embeddings and explained pairs
+(:class:`~simvis_widgets.pair.ExplainedPair`) come out.
+
+The public contract other modules build on: :class:`SessionOptions` (what decides the embeddings),
+:meth:`ModelSession.fingerprint` (options + a hash of the weights), :meth:`ModelSession.encode` (an image as the
+network sees it, with its features, cached), :meth:`ModelSession.batch_features` (features of prepared images),
+:meth:`ModelSession.embed_features` and :func:`snapshots`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
+import functools
+import math
+import numbers
+import os
 from collections import OrderedDict
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .decompose import (
-    Explanation,
-    LinearHead,
-    check_pooling,
-    decompose,
-    from_contributions,
-    pooled_embeddings,
-)
-from .images import ImageLike, load_image, resize_for_network
+from ._io import digest, image_hash, tensor_bytes
+from .decompose import LinearHead, check_pooling, decompose, from_contributions, pooled_embeddings
+from .errors import ModelError
+from .images import ImageLike, check_short_side, load_image, resize_for_network
 from .linearise import CLSLinearisation, LinearisationError
 from .models import (
     DEFAULT_SIZE,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    ModelError,
     build_backbone,
+    load_state_dict_file,
     make_extractor,
     timm_head,
 )
+from .pair import ExplainedPair
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _triple(values: Sequence[float], name: str, positive: bool) -> tuple[float, float, float]:
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ModelError(f"{name} must be three numbers (one per RGB channel), got {values!r}") from None
+    if len(out) != 3 or not all(math.isfinite(v) for v in out) or (positive and min(out) <= 0):
+        raise ModelError(f"{name} must be three finite numbers{' > 0' if positive else ''}, got {values!r}")
+    return out  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Everything that decides what a session computes from an image, in one immutable value.
+
+    Two sessions whose options are equal and whose weights hash alike compute the same embeddings: ``==``
+    ignores only ``name`` (a label). ``stride`` and ``channels`` are read off the network by the session
+    (None until then). ``head`` is held as a :class:`~simvis_widgets.decompose.LinearHead` (compared by a hash of
+    its values); ``p`` matters only for GeM. :meth:`ModelSession.variant`, :func:`snapshots` and the gallery
+    fingerprint are all built from this one value.
+    """
+
+    name: str = dataclasses.field(default="model", compare=False)
+    layer: str | None = None
+    """The submodule whose output are the local features (None: timm's ``forward_features``)."""
+    pooling: str = "avg"
+    p: float = 3.0
+    head: LinearHead | None = None
+    normalize: bool = True
+    size: int | None = DEFAULT_SIZE
+    """Shorter side of the network input in px (None: native size); see :func:`~simvis_widgets.images.check_short_side`."""
+    max_aspect: float = 3.0
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    approximate: bool = False
+    """CLS-token ViTs: the first-order linearisation, labelled APPROXIMATE."""
+    stride: int | None = None
+    channels: int | None = None
+
+    def __post_init__(self) -> None:
+        set_ = functools.partial(object.__setattr__, self)
+        set_("pooling", check_pooling(self.pooling, self.p))
+        if not isinstance(self.p, numbers.Real) or isinstance(self.p, bool):
+            raise ModelError(f"p must be a number, got {self.p!r}")
+        set_("p", float(self.p))
+        set_("head", LinearHead.coerce(self.head))
+        set_("normalize", bool(self.normalize))
+        check_short_side(self.size, float(self.max_aspect) if isinstance(self.max_aspect, numbers.Real) else 3.0)
+        if not isinstance(self.max_aspect, numbers.Real) or not math.isfinite(self.max_aspect) or self.max_aspect < 1:
+            raise ModelError(f"max_aspect must be a finite number >= 1, got {self.max_aspect!r}")
+        set_("max_aspect", float(self.max_aspect))
+        set_("mean", _triple(self.mean, "mean", positive=False))
+        set_("std", _triple(self.std, "std", positive=True))
+        set_("approximate", bool(self.approximate))
+        set_("name", str(self.name))
+        if self.layer is not None:
+            set_("layer", str(self.layer))
+
+    def replace(self, **changes: Any) -> "SessionOptions":
+        """A copy with ``changes``; unknown names are a ``TypeError`` naming them."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise TypeError(f"unknown option(s) for a session: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> dict[str, Any]:
+        """The options as JSON-ready values (the head as its digest, ``p`` only for GeM): the part of a session's
+        fingerprint that does not depend on the weights."""
+        return {
+            "model": self.name, "layer": self.layer, "pooling": self.pooling,
+            "p": self.p if self.pooling == "gem" else None, "head": None if self.head is None else self.head.digest,
+            "normalize": self.normalize, "size": self.size, "max_aspect": self.max_aspect,
+            "mean": list(self.mean), "std": list(self.std), "approximate": self.approximate,
+            "stride": self.stride, "channels": self.channels,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Encoded:
+    """One image as a session sees it: ``loaded`` (``H x W x 3`` uint8 as given), ``image`` (resized for the
+    network), its local ``features`` (``(C, h, w)``; a CLS-linearised session keeps every token, ``(N, C)``) and
+    ``hash`` (:func:`simvis_widgets._io.image_hash` of ``loaded``)."""
+
+    loaded: np.ndarray
+    image: np.ndarray
+    features: Tensor
+    hash: str
+    grid: tuple[int, int]
+
+    @property
+    def source_size(self) -> tuple[int, int]:
+        return (int(self.loaded.shape[0]), int(self.loaded.shape[1]))
 
 
 class ModelSession:
@@ -48,9 +148,13 @@ class ModelSession:
     ``normalize(head(pool(features)))``; ``pooling`` in avg | sum | max | gem (``p`` for GeM); ``head`` an
     affine map (``nn.Linear``, ``(W, b)``) or None. Images are resized keeping their aspect ratio so the
     shorter side is ``size`` px (None: native size), the longer at most ``max_aspect`` times that, both
-    rounded to a multiple of the network's stride, then normalised by ``mean`` / ``std``.
+    rounded to a multiple of the network's stride, then normalised by ``mean`` / ``std``. The options can also
+    come as one :class:`SessionOptions` (``options=``; keyword options then change it).
 
     Features are cached by image content (``cache_size`` entries), so re-explaining a pair runs no network.
+    The session assumes its network's weights do not change after it is built (its cache and
+    :meth:`fingerprint` describe the weights it first saw): after training a model in place, build a new session
+    (``variant()`` does).
     """
 
     def __init__(
@@ -58,58 +162,113 @@ class ModelSession:
         model: nn.Module,
         layer: str | None = None,
         *,
-        pooling: str = "avg",
-        p: float = 3.0,
-        head: Any = None,
-        normalize: bool = True,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        size: int | None = DEFAULT_SIZE,
-        max_aspect: float = 3.0,
+        options: SessionOptions | None = None,
         device: str | torch.device | None = None,
         amp: bool = False,
-        name: str | None = None,
         cache_size: int = 128,
-        approximate: bool = False,
+        **option_values: Any,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        self.approximate = bool(approximate)
+        base = options if options is not None else SessionOptions(name=type(model).__name__)
+        if layer is not None:
+            option_values["layer"] = layer
+        option_values.setdefault("name", base.name if options is not None else type(model).__name__)
+        opts = base.replace(**option_values, stride=None, channels=None) if option_values or options else base
         self._linear: CLSLinearisation | None = None
-        if self.approximate:
+        if opts.approximate:
             try:
                 self._linear = CLSLinearisation(model)
             except LinearisationError as err:
                 raise ModelError(f"approximate=True: {err}") from None
-            if layer not in (None, self._linear.layer):
-                raise ModelError(f"approximate=True reads the tokens entering the last block ({self._linear.layer!r}), not {layer!r}")
-            if head is not None:
+            if opts.layer not in (None, self._linear.layer):
+                raise ModelError(f"approximate=True reads the tokens entering the last block ({self._linear.layer!r}), not {opts.layer!r}")
+            if opts.head is not None:
                 raise ModelError("approximate=True explains the model's own head (forward_head); pass no head")
-            layer = self._linear.layer
-        self.pooling = check_pooling(pooling, p)
-        self.p = float(p)
-        self.head = LinearHead.coerce(head)
-        self.normalize = bool(normalize)
-        self.size = size
-        self.max_aspect = float(max_aspect)
-        self.device = torch.device(device) if device is not None else default_device()
+            opts = opts.replace(layer=self._linear.layer)
+        try:
+            self.device = torch.device(device) if device is not None else default_device()
+        except (RuntimeError, TypeError) as err:
+            raise ModelError(f"device {device!r} is not a torch device ({err})") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelError(f"device {device!r} was asked for but this machine has no usable CUDA GPU")
         self.amp = bool(amp)
-        self.name = name or type(model).__name__
-        self.model = model.eval().to(self.device)
-        self._extract = make_extractor(self.model, layer)
-        self.layer = getattr(self._extract, "layer", layer)
-        self._mean = torch.tensor(list(mean), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(list(std), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._cache: OrderedDict[str, tuple[np.ndarray, Tensor]] = OrderedDict()
+        if not isinstance(cache_size, numbers.Integral) or isinstance(cache_size, bool) or cache_size < 0:
+            raise ModelError(f"cache_size must be an integer >= 0, got {cache_size!r}")
         self.cache_size = int(cache_size)
-        self.channels, self.stride = self._probe()
-        if self.head is not None and self.head.weight.shape[1] != self.channels:
+        self.model = model.eval().to(self.device)
+        self._extract = make_extractor(self.model, opts.layer)
+        self.options = opts.replace(layer=getattr(self._extract, "layer", opts.layer))
+        self._mean_t = torch.tensor(self.options.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._std_t = torch.tensor(self.options.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._cache: OrderedDict[str, tuple[np.ndarray, Tensor]] = OrderedDict()
+        channels, stride = self._probe()
+        self.options = self.options.replace(channels=channels, stride=stride)
+        head = self.options.head
+        if head is not None and head.weight.shape[1] != channels:
             raise ModelError(
-                f"head weight has shape {tuple(self.head.weight.shape)} but layer {self.layer!r} has {self.channels} channels"
+                f"head weight has shape {tuple(head.weight.shape)} but layer {self.options.layer!r} has {channels} channels"
             )
-        if self.head is not None:
-            self.head = dataclasses.replace(self.head, weight=self.head.weight.to(self.device),
-                                            bias=None if self.head.bias is None else self.head.bias.to(self.device))
+        self._head = head.to(self.device) if head is not None else None
+
+    # ---------------------------------------------------------------------------------------------
+    # Options (read-only views of self.options)
+    # ---------------------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    @property
+    def layer(self) -> str | None:
+        return self.options.layer
+
+    @property
+    def pooling(self) -> str:
+        return self.options.pooling
+
+    @property
+    def p(self) -> float:
+        return self.options.p
+
+    @property
+    def head(self) -> LinearHead | None:
+        """The head on the session's device."""
+        return self._head
+
+    @property
+    def normalize(self) -> bool:
+        return self.options.normalize
+
+    @property
+    def size(self) -> int | None:
+        return self.options.size
+
+    @property
+    def max_aspect(self) -> float:
+        return self.options.max_aspect
+
+    @property
+    def approximate(self) -> bool:
+        return self.options.approximate
+
+    @property
+    def channels(self) -> int:
+        return int(self.options.channels or 0)
+
+    @property
+    def stride(self) -> int:
+        return int(self.options.stride or 1)
+
+    @functools.cached_property
+    def weights_digest(self) -> str:
+        """SHA-256 over the network's state dict (names, dtypes, shapes and values), computed once per session."""
+        return digest(*(name.encode() + b"\0" + tensor_bytes(t) for name, t in self.model.state_dict().items()))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must match for two sessions to give the same embeddings: :meth:`SessionOptions.describe` plus the
+        network's class and :attr:`weights_digest`. JSON-ready; galleries store it and refuse another."""
+        return {**self.options.describe(), "architecture": type(self.model).__name__, "weights": self.weights_digest}
 
     # ---------------------------------------------------------------------------------------------
     # Construction
@@ -145,42 +304,39 @@ class ModelSession:
 
     def variant(self, **changes: Any) -> "ModelSession":
         """A session on the same network object (no copy, no reload) with some options changed, e.g.
-        ``session.variant(pooling="max")`` or ``variant(size=224, head=W)``. The feature cache is not shared."""
-        options: dict[str, Any] = dict(
-            pooling=self.pooling, p=self.p, head=self.head, normalize=self.normalize,
-            mean=self._mean.flatten().tolist(), std=self._std.flatten().tolist(), size=self.size,
-            max_aspect=self.max_aspect, device=self.device, amp=self.amp, name=self.name, cache_size=self.cache_size,
-            approximate=self.approximate,
-        )
-        unknown = set(changes) - set(options) - {"layer"}
-        if unknown:
-            raise TypeError(f"variant() got unknown option(s): {', '.join(sorted(unknown))}")
-        layer = changes.pop("layer", self.layer)
-        options.update(changes)
+        ``session.variant(pooling="max")`` or ``variant(size=224, head=W)``; ``device``, ``amp`` and
+        ``cache_size`` may change too. The feature cache is not shared; the weights are hashed anew."""
+        runtime = {k: changes.pop(k) for k in ("device", "amp", "cache_size") if k in changes}
         if "name" not in changes and ("pooling" in changes or "p" in changes):
-            pooling = options["pooling"]
-            options["name"] = f"{self.name}, {'GeM p=%g' % options['p'] if pooling == 'gem' else pooling}"
-        return ModelSession(self.model, layer, **options)
+            pooling, p = changes.get("pooling", self.pooling), changes.get("p", self.p)
+            changes["name"] = f"{self.name}, {'GeM p=%g' % p if str(pooling).lower() == 'gem' else pooling}"
+        if "layer" in changes and changes["layer"] == "forward_features":
+            changes["layer"] = None
+        options = self.options.replace(**changes)
+        if options.layer == "forward_features":
+            options = options.replace(layer=None)
+        runtime = {"device": self.device, "amp": self.amp, "cache_size": self.cache_size, **runtime}
+        return ModelSession(self.model, options=options, **runtime)
 
     def _probe(self) -> tuple[int, int]:
         """Run a 224 x 224 input once: check the layer gives a spatial map (or patch tokens) and read its
         channels and stride."""
         self._token_stride: int | None = None
         probe = torch.zeros(1, 3, 224, 224, device=self.device)
-        out = self._forward(probe)
+        out = self.forward(probe)
         if out.dim() == 3:  # (B, N, C) tokens: a ViT. Patch tokens follow num_prefix_tokens (CLS, registers).
             n = out.shape[1] - self._prefix_tokens()
             side = int(round(n ** 0.5))
             if n <= 0 or side * side != n:
                 raise ModelError(
-                    f"layer {self.layer!r} of {self.name} outputs {out.shape[1]} tokens for a 224 x 224 input; after "
+                    f"layer {self.options.layer!r} of {self.options.name} outputs {out.shape[1]} tokens for a 224 x 224 input; after "
                     f"{self._prefix_tokens()} prefix token(s) they do not form a square patch grid"
                 )
             self._token_stride = 224 // side
             return int(out.shape[2]), self._token_stride
         if out.dim() != 4:
             raise ModelError(
-                f"layer {self.layer!r} of {self.name} outputs shape {tuple(out.shape)}: not a spatial feature map "
+                f"layer {self.options.layer!r} of {self.options.name} outputs shape {tuple(out.shape)}: not a spatial feature map "
                 "(B, C, H, W) or patch tokens (B, N, C). Pick a layer before global pooling."
             )
         return int(out.shape[1]), max(1, int(round(224 / out.shape[-1])))
@@ -195,7 +351,7 @@ class ModelSession:
         patches = tokens[:, self._prefix_tokens():]
         if patches.shape[1] != h * w:
             raise ModelError(
-                f"{self.name} gave {patches.shape[1]} patch tokens for a {input_size[0]}x{input_size[1]} input, expected "
+                f"{self.options.name} gave {patches.shape[1]} patch tokens for a {input_size[0]}x{input_size[1]} input, expected "
                 f"{h}x{w}; a timm ViT needs dynamic_img_size=True for inputs other than its training size"
             )
         return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w)
@@ -206,16 +362,26 @@ class ModelSession:
 
     def prepare(self, img: ImageLike) -> np.ndarray:
         """``img`` loaded, validated and resized as the network sees it (``H x W x 3`` uint8)."""
-        return self._resize(load_image(img))
+        return self.resize(load_image(img))
 
-    def _resize(self, raw: np.ndarray) -> np.ndarray:
-        return resize_for_network(raw, self.size, self.stride, self.max_aspect)
+    def resize(self, loaded: np.ndarray) -> np.ndarray:
+        """A loaded image (``H x W x 3`` uint8) resized as the network sees it (see
+        :func:`~simvis_widgets.images.resize_for_network`)."""
+        return resize_for_network(loaded, self.size, self.stride, self.max_aspect)
 
-    def _to_input(self, images: Sequence[np.ndarray]) -> Tensor:
+    def resizer(self) -> Callable[[np.ndarray], np.ndarray]:
+        """:meth:`resize` as a picklable function of the image alone (for data-loader workers)."""
+        return functools.partial(resize_for_network, short_side=self.size, stride=self.stride, max_aspect=self.max_aspect)
+
+    def to_input(self, images: Sequence[np.ndarray]) -> Tensor:
+        """Prepared images (``H x W x 3`` uint8, one size) as the network's input batch ``(B, 3, H, W)``: scaled to
+        [0, 1] and normalised by the options' ``mean`` / ``std``, on the session's device (for gradient methods)."""
         batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        return (batch - self._mean) / self._std
+        return (batch - self._mean_t) / self._std_t
 
-    def _forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
+        """The network from an input batch (:meth:`to_input`) to its local features (float32; patch tokens of a
+        ViT on their grid), without gradients and without checks: :meth:`batch_features` checks."""
         autocast = (
             torch.autocast(device_type=self.device.type, dtype=torch.float16 if self.device.type == "cuda" else torch.bfloat16)
             if self.amp else contextlib.nullcontext()
@@ -228,47 +394,66 @@ class ModelSession:
             out = self._tokens_to_map(out, (x.shape[-2], x.shape[-1]))
         return out.float()
 
-    def _key(self, raw: np.ndarray) -> str:
-        """Content hash of a loaded image plus the resize settings: equal keys give equal network inputs."""
-        settings = f"{raw.shape}|{self.size}|{self.max_aspect}|{self.stride}".encode()
-        return hashlib.sha1(raw.tobytes() + settings).hexdigest()
+    def batch_features(self, prepared: Sequence[np.ndarray]) -> Tensor:
+        """Local features ``(B, C, h, w)`` of images already resized by :meth:`prepare` / :meth:`resize` (all of one
+        size): one forward pass, checked (shape, no NaN / inf). Not cached. A CLS-linearised session returns its
+        tokens ``(B, N, C)``."""
+        if not prepared:
+            raise ModelError("batch_features needs at least one image")
+        shapes = {im.shape for im in prepared}
+        if len(shapes) != 1:
+            raise ModelError(f"batch_features needs images of one size, got {sorted(shapes)}")
+        feats = self.forward(self.to_input(prepared))
+        if feats.dim() != (3 if self.approximate else 4):
+            raise ModelError(f"layer {self.layer!r} of {self.name} gave shape {tuple(feats.shape)}, not (B, C, H, W)")
+        if not bool(torch.isfinite(feats).all()):
+            raise ModelError(f"{self.name} produced NaN or infinite features (check the weights and the input)")
+        return feats
+
+    def input_key(self, loaded: np.ndarray) -> str:
+        """Cache key of a loaded image: its content hash plus the resize settings (equal keys, equal inputs)."""
+        return digest(image_hash(loaded).encode(), f"{self.size}|{self.max_aspect}|{self.stride}".encode())
 
     # ---------------------------------------------------------------------------------------------
     # Features and embeddings
     # ---------------------------------------------------------------------------------------------
 
-    def _lookup(self, images: Sequence[ImageLike]) -> list[tuple[np.ndarray, Tensor]]:
-        """(network input image, features) per image: from the cache (no resize, no network) where possible.
+    def encode_many(self, images: Sequence[ImageLike]) -> list[Encoded]:
+        """Each image as the network sees it with its local features, from the cache (no resize, no network)
+        where possible.
 
         Misses run one image per forward pass on the CPU (measured faster there than a batch of two
         differently-laid-out images) and as same-size batches on accelerators."""
-        raws = [load_image(img) for img in images]
-        keys = [self._key(raw) for raw in raws]
+        loaded = [load_image(img) for img in images]
+        hashes = [image_hash(raw) for raw in loaded]
+        keys = [digest(h.encode(), f"{self.size}|{self.max_aspect}|{self.stride}".encode()) for h in hashes]
         found: dict[str, tuple[np.ndarray, Tensor]] = {}
         missing: dict[str, np.ndarray] = {}
-        for key, raw in zip(keys, raws):
+        for key, raw in zip(keys, loaded):
             if key in self._cache:
                 self._cache.move_to_end(key)
                 found[key] = self._cache[key]
             elif key not in missing:
-                missing[key] = self._resize(raw)
+                missing[key] = self.resize(raw)
         groups: dict[object, list[str]] = {}
         for key, prepared in missing.items():
             groups.setdefault(prepared.shape if self.device.type != "cpu" else key, []).append(key)
         for group in groups.values():
-            feats = self._forward(self._to_input([missing[k] for k in group]))
-            self._check_features(feats)
+            feats = self.batch_features([missing[k] for k in group])
             for key, f in zip(group, feats):
                 f = f.clone() if len(group) > 1 else f  # a view would keep the whole batch alive in the cache
                 found[key] = (missing[key], f)
                 self._remember(key, found[key])
-        return [found[k] for k in keys]
+        out = []
+        for raw, h, key in zip(loaded, hashes, keys):
+            prepared, feats = found[key]
+            grid = (prepared.shape[0] // self.stride, prepared.shape[1] // self.stride)
+            out.append(Encoded(raw, prepared, feats, h, grid))
+        return out
 
-    def _check_features(self, feats: Tensor) -> None:
-        if feats.dim() != (3 if self.approximate else 4):
-            raise ModelError(f"layer {self.layer!r} of {self.name} gave shape {tuple(feats.shape)}, not (B, C, H, W)")
-        if not bool(torch.isfinite(feats).all()):
-            raise ModelError(f"{self.name} produced NaN or infinite features (check the weights and the input)")
+    def encode(self, img: ImageLike) -> Encoded:
+        """:meth:`encode_many` for one image."""
+        return self.encode_many([img])[0]
 
     def _remember(self, key: str, entry: tuple[np.ndarray, Tensor]) -> None:
         if self.cache_size <= 0:
@@ -283,13 +468,14 @@ class ModelSession:
 
     def features(self, img: ImageLike) -> Tensor:
         """Local features ``(C, H, W)`` of one image (cached by content)."""
-        prepared, feats = self._lookup([img])[0]
+        enc = self.encode(img)
         if self.approximate:  # the cache keeps every token (the CLS token is needed); show the patch grid
-            return self._tokens_to_map(feats[None], prepared.shape[:2])[0]
-        return feats
+            return self._tokens_to_map(enc.features[None], enc.image.shape[:2])[0]
+        return enc.features
 
-    def _embed_features(self, feats: Tensor) -> Tensor:
-        """``(B, C, H, W)`` or ``(C, H, W)`` -> embedding(s): pool, head, L2 normalise (if ``normalize``)."""
+    def embed_features(self, feats: Tensor) -> Tensor:
+        """``(B, C, H, W)`` or ``(C, H, W)`` local features (as :meth:`batch_features` gives them) -> embedding(s):
+        pool, head, L2 normalise (if ``normalize``)."""
         if self._linear is not None:
             with torch.inference_mode():
                 e = self._linear.embedding(feats)
@@ -300,23 +486,22 @@ class ModelSession:
     def embed(self, img: ImageLike) -> Tensor:
         """The vector the network compares: ``normalize(head(pool(features)))`` (L2-normalised when the session
         compares by cosine, so the score is a dot product of two embeddings)."""
-        return self._embed_features(self._lookup([img])[0][1])
+        return self.embed_features(self.encode(img).features)
 
     def embed_many(self, images: Iterable[ImageLike], batch_size: int = 16, progress: bool = True) -> Tensor:
         """Embeddings ``(K, D)`` of many images, in batches of same-size inputs, with a tqdm progress bar.
         Does not fill the feature cache."""
         from tqdm.auto import tqdm
 
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ModelError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         images = list(images)
         out: list[Tensor | None] = [None] * len(images)
         pending: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
 
         def flush(group: list[tuple[int, np.ndarray]]) -> None:
-            feats = self._forward(self._to_input([im for _, im in group]))
-            self._check_features(feats)
-            for (i, _), e in zip(group, self._embed_features(feats)):
+            feats = self.batch_features([im for _, im in group])
+            for (i, _), e in zip(group, self.embed_features(feats)):
                 out[i] = e
             bar.update(len(group))
             group.clear()
@@ -340,27 +525,38 @@ class ModelSession:
     # Explanations
     # ---------------------------------------------------------------------------------------------
 
-    def explain(self, img_a: ImageLike, img_b: ImageLike) -> Explanation:
-        """The exact decomposition of this network's similarity of ``img_a`` and ``img_b``."""
-        raw_a, raw_b = load_image(img_a), load_image(img_b)
-        (prepared_a, feats_a), (prepared_b, feats_b) = self._lookup([raw_a, raw_b])
-        if self._linear is not None:
-            ex = self._linearised(prepared_a, feats_a, prepared_b, feats_b)
-        else:
-            ex = decompose(feats_a, feats_b, self.pooling, self.p, self.normalize, self.head, check_values=False)
-        ex.source_size_a, ex.source_size_b = raw_a.shape[:2], raw_b.shape[:2]
-        ex.model_name = self.name
-        ex.image_a, ex.image_b = prepared_a, prepared_b
-        return ex
+    def explain(self, img_a: ImageLike, img_b: ImageLike) -> ExplainedPair:
+        """The exact decomposition of this network's similarity of ``img_a`` and ``img_b``, with the images."""
+        enc_a, enc_b = self.encode_many([img_a, img_b])
+        return self.explain_encoded(enc_a, enc_b)
 
-    def _linearised(self, prepared_a: np.ndarray, tokens_a: Tensor, prepared_b: np.ndarray, tokens_b: Tensor) -> Explanation:
+    def explain_encoded(self, enc_a: Encoded, enc_b: Encoded | None = None, *, features_b: Tensor | None = None,
+                        image_b: np.ndarray | None = None) -> ExplainedPair:
+        """:meth:`explain` from encoded images (:meth:`encode`); B may instead be stored ``features_b``
+        ``(C, h, w)`` (a gallery's), with its image if known."""
+        if enc_b is not None:
+            features_b, image_b, size_b = enc_b.features, enc_b.image, enc_b.source_size
+        elif features_b is not None:
+            size_b = None
+        else:
+            raise ModelError("explain_encoded needs enc_b or features_b")
+        if self._linear is not None:
+            if enc_b is None:
+                raise ModelError("an APPROXIMATE session explains encoded images only (it needs every token)")
+            ex = self._linearised(enc_a, enc_b)
+        else:
+            ex = decompose(enc_a.features, features_b, self.pooling, self.p, self.normalize, self.head,
+                           check_values=enc_b is None)
+        return ExplainedPair.of(ex, enc_a.image, image_b, source_size_a=enc_a.source_size, source_size_b=size_b,
+                                model_name=self.name)
+
+    def _linearised(self, enc_a: Encoded, enc_b: Encoded):  # type: ignore[no-untyped-def]
         """The APPROXIMATE explanation of a CLS-token ViT (see :mod:`simvis_widgets.linearise`)."""
         assert self._linear is not None
-        grids = [(im.shape[0] // self.stride, im.shape[1] // self.stride) for im in (prepared_a, prepared_b)]
-        q_a, q_b = self._linear.contributions(tokens_a), self._linear.contributions(tokens_b)
+        q_a, q_b = self._linear.contributions(enc_a.features), self._linear.contributions(enc_b.features)
         with torch.inference_mode():
-            e_a, e_b = self._linear.embedding(tokens_a), self._linear.embedding(tokens_b)
-        return from_contributions(q_a, q_b, e_a.clone(), e_b.clone(), grids[0], grids[1], self.normalize, exact=False)
+            e_a, e_b = self._linear.embedding(enc_a.features), self._linear.embedding(enc_b.features)
+        return from_contributions(q_a, q_b, e_a.clone(), e_b.clone(), enc_a.grid, enc_b.grid, self.normalize, exact=False)
 
     def __repr__(self) -> str:
         pooling = f"gem(p={self.p:g})" if self.pooling == "gem" else self.pooling
@@ -370,3 +566,42 @@ class ModelSession:
             f"size={self.size}, channels={self.channels}, stride={self.stride}, device={self.device}"
             + (", APPROXIMATE (CLS linearisation)" if self.approximate else "") + ")"
         )
+
+
+def snapshots(
+    model_factory: Callable[[], nn.Module],
+    checkpoint_paths: Sequence[str | os.PathLike[str]],
+    layer: str | None = None,
+    labels: Sequence[str] | None = None,
+    like: ModelSession | None = None,
+    **session_options: Any,
+) -> list[ModelSession]:
+    """One session per checkpoint (e.g. one per training epoch), in the order given: ``model_factory()`` builds
+    the architecture, each file's state dict is loaded into it with ``torch.load(weights_only=True)``.
+    ``like``: a session whose options (layer, pooling, head, preprocessing) and device the snapshots copy;
+    ``session_options`` (pooling, size, mean, std, head, device ...) go to :class:`ModelSession` and win over it."""
+    paths = [Path(p) for p in checkpoint_paths]
+    if not paths:
+        raise ModelError("no checkpoints given")
+    if labels is not None and len(labels) != len(paths):
+        raise ModelError(f"{len(labels)} labels for {len(paths)} checkpoints")
+    runtime = {k: session_options.pop(k) for k in ("device", "amp", "cache_size") if k in session_options}
+    if like is not None:
+        runtime = {"device": like.device, "amp": like.amp, **runtime}
+    base = like.options if like is not None else None
+    sessions = []
+    for i, path in enumerate(paths):
+        model = model_factory()
+        if not isinstance(model, nn.Module):
+            raise ModelError(f"model_factory() returned a {type(model).__name__}, not a torch.nn.Module")
+        state = load_state_dict_file(path)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise ModelError(f"checkpoint '{path}' does not fit the model from model_factory: {str(err)[:300]}") from None
+        name = labels[i] if labels is not None else path.stem
+        chosen_layer = layer if layer is not None else (base.layer if base is not None else None)
+        if chosen_layer == "forward_features":
+            chosen_layer = None
+        sessions.append(ModelSession(model, chosen_layer, options=base, name=name, **session_options, **runtime))
+    return sessions

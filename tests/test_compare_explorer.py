@@ -73,9 +73,9 @@ def test_snapshots_load_each_checkpoint(tmp_path: Path, photos: dict) -> None:
     torch.testing.assert_close(sessions[1].model.conv1.weight, resnet18().conv1.weight)
     scores = [s.explain(photos["chelsea"], photos["coffee"]).score for s in sessions]
     assert len(set(scores)) == 3  # three different networks
-    with pytest.raises(sv.PairExplorerError, match="does not fit the model"):
+    with pytest.raises(sv.ModelError, match="does not fit the model"):
         from torchvision.models import resnet34
 
         sv.snapshots(resnet34, paths[:1], layer="layer4")
-    with pytest.raises(sv.PairExplorerError, match="no checkpoints"):
+    with pytest.raises(sv.ModelError, match="no checkpoints"):
         sv.snapshots(resnet18, [])

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import simvis_widgets as sv
+from simvis_widgets.decompose import pooling_shares, region_query
 from oracles import brute_force, grad_times_activation, loop_shares, torch_pool
 
 POOLINGS = ["avg", "sum", "max", "gem"]
@@ -77,7 +78,7 @@ def test_max_pooling_splits_ties_equally() -> None:
     x = torch.zeros(2, 2, 3, dtype=torch.float64)
     x[0] = torch.tensor([[1.0, 5.0, 5.0], [2.0, 5.0, 0.0]])  # three-way tie for channel 0
     x[1] = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 7.0]])
-    shares = sv.pooling_shares(x.reshape(2, 6).T, "max")
+    shares = pooling_shares(x.reshape(2, 6).T, "max")
     torch.testing.assert_close(shares[:, 0], torch.tensor([0, 5 / 3, 5 / 3, 0, 5 / 3, 0], dtype=torch.float64))
     torch.testing.assert_close(shares[:, 1], torch.tensor([0, 0, 0, 0, 0, 7.0], dtype=torch.float64))
     torch.testing.assert_close(shares, loop_shares(x, "max"))
@@ -87,7 +88,7 @@ def test_max_pooling_splits_ties_equally() -> None:
 
 def test_gem_large_p_stays_finite_and_approaches_max() -> None:
     x = _feats(10, 3, 5, 5, dtype=torch.float32) * 6  # 6^200 overflows float32 if computed naively
-    shares = sv.pooling_shares(x.reshape(3, 25).T, "gem", p=200.0)
+    shares = pooling_shares(x.reshape(3, 25).T, "gem", p=200.0)
     assert torch.isfinite(shares).all()
     torch.testing.assert_close(shares.sum(0), torch_pool(x.double(), "max").float(), rtol=0.02, atol=0)
 
@@ -168,8 +169,8 @@ def test_region_query_gives_exact_region_scores(with_bias: bool) -> None:
     mask = np.zeros((4, 4))
     mask[1:3, :2] = 1
     ex = sv.decompose(xa, xb, "gem", head=head)
-    q, e_a = sv.region_query(xa, torch.as_tensor(mask), "gem", head=head)
-    _, e_b = sv.region_query(xb, None, "gem", head=head)
+    q, e_a = region_query(xa, torch.as_tensor(mask), "gem", head=head)
+    _, e_b = region_query(xb, None, "gem", head=head)
     g_b = e_b - (head[1] if with_bias else 0)
     s_r = float(q @ g_b) / float(e_a.norm() * e_b.norm())
     assert s_r == pytest.approx(ex.region_score("a", mask), rel=1e-12)

@@ -119,6 +119,7 @@ SAVER = textwrap.dedent("""
     import sys, numpy as np, torch
     import simvis_widgets as sv
     from simvis_widgets.gallery import Gallery, _Entry
+    torch.manual_seed(0)  # the same weights as the reader's session (the gallery records their hash)
     session = sv.ModelSession(torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, stride=4, padding=1)), "0", size=64, device="cpu")
     count = 400
     entries = [_Entry(i, f"hash{i}", None, (16, 16), i % 7) for i in range(count)]
@@ -136,6 +137,7 @@ def test_a_killed_save_never_corrupts_the_previous_file(tmp_path: Path) -> None:
     script = tmp_path / "saver.py"
     script.write_text(SAVER)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    torch.manual_seed(0)
     session = sv.ModelSession(torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, stride=4, padding=1)), "0", size=64, device="cpu")
     for attempt, value in enumerate((1, 2, 3)):
         proc = subprocess.Popen([sys.executable, str(script), str(path), str(value)], env=env, stdout=subprocess.PIPE, text=True)

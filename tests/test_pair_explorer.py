@@ -17,6 +17,7 @@ import traitlets
 from PIL import Image
 
 import simvis_widgets as sv
+from simvis_widgets.widgets import encoding
 from simvis_widgets.widgets import pair_explorer as pe
 
 JS_MODULE = Path(pe.__file__).with_name("pair_explorer.js")
@@ -30,9 +31,9 @@ def _decode(data: bytes, dtype: str) -> np.ndarray:
 def _synthetic(grid_a: tuple[int, int], grid_b: tuple[int, int], c: int = 16, seed: int = 0) -> sv.Explanation:
     g = torch.Generator().manual_seed(seed)
     ex = sv.decompose(torch.rand(c, *grid_a, generator=g), torch.rand(c, *grid_b, generator=g), "gem")
-    ex.image_a = np.full((grid_a[0] * 8, grid_a[1] * 8, 3), 120, np.uint8)
-    ex.image_b = np.full((grid_b[0] * 8 + 3, grid_b[1] * 8 + 5, 3), 60, np.uint8)  # not a multiple of the grid
-    return ex
+    image_a = np.full((grid_a[0] * 8, grid_a[1] * 8, 3), 120, np.uint8)
+    image_b = np.full((grid_b[0] * 8 + 3, grid_b[1] * 8 + 5, 3), 60, np.uint8)  # not a multiple of the grid
+    return sv.ExplainedPair.of(ex, image_a, image_b)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_traits_are_validated(explorer: sv.PairExplorer) -> None:
 def test_cmap_changes_the_colour_table(explorer: sv.PairExplorer) -> None:
     before = explorer.lut
     explorer.cmap = "viridis"
-    assert explorer.lut != before and explorer.lut == pe.colormap_lut("viridis")
+    assert explorer.lut != before and explorer.lut == encoding.colormap_lut("viridis")
     explorer.cmap = "RdBu_r"
 
 
@@ -100,7 +101,7 @@ def test_masks_sync_as_binary_and_accept_other_resolutions(explorer: sv.PairExpl
     assert explorer.region_score("a") == pytest.approx(ex.region_score("a", cells), rel=1e-6)
     state = explorer.get_state()["mask_a"]
     assert state["shape"] == explorer.size_a and isinstance(state["data"], memoryview)
-    back = pe._mask_from_json({"shape": state["shape"], "data": state["data"].tobytes()}, None)
+    back = encoding.MASK_SERIALIZERS["from_json"]({"shape": state["shape"], "data": state["data"].tobytes()}, None)
     np.testing.assert_array_equal(back, explorer.mask_a)
     original = np.zeros(photos["chelsea"].shape[:2])
     original[:, : original.shape[1] // 2] = 1

@@ -82,7 +82,7 @@ def test_errors(setup, resnet18_random: sv.ModelSession) -> None:  # type: ignor
     with pytest.raises(GalleryError, match="expected a Gallery"):
         sv.RetrievalExplorer(session, [views.images[0]], views.images[0])  # type: ignore[arg-type]
     r = sv.RetrievalExplorer(session, gallery, views.images[0])
-    with pytest.raises(GalleryError, match="region weights have 3 cells"):
+    with pytest.raises(sv.WidgetError, match="region weights have 3 cells"):
         r.view.region_mode = "region"
         r.view.query_region = {"kind": "cells", "weights": [1.0, 0.0, 0.0]}
     with pytest.raises(sv.ImageInputError):

@@ -245,7 +245,7 @@ def pooling_and_training() -> nbformat.NotebookNode:
             "    p.requires_grad = name.startswith(('blocks.5', 'blocks.6', 'conv_head', 'bn2'))\n"
             "from PIL import Image\n"
             "squares = [np.asarray(Image.fromarray(v).resize((224, 224))) for v in views.images]  # one batch shape\n"
-            "x = session._to_input(squares)\n"
+            "x = session.to_input(squares)\n"
             "labels = torch.tensor([sorted(set(views.groups)).index(g) for g in views.groups])\n"
             "loss_fn, miner = losses.TripletMarginLoss(margin=0.2), miners.MultiSimilarityMiner()\n"
             "optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)\n"

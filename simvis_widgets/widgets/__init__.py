@@ -1,7 +1,8 @@
 """Jupyter widgets (anywidget): one Python class and one ES module per widget, no build step."""
 
-from .compare_explorer import CompareExplorer, snapshots
-from .pair_explorer import PairExplorer, PairExplorerError
+from .compare_explorer import CompareExplorer
+from ..errors import PairExplorerError
+from .pair_explorer import PairExplorer
 from .retrieval_explorer import RetrievalExplorer
 
-__all__ = ["CompareExplorer", "PairExplorer", "PairExplorerError", "RetrievalExplorer", "snapshots"]
+__all__ = ["CompareExplorer", "PairExplorer", "PairExplorerError", "RetrievalExplorer"]

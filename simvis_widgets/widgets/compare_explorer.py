@@ -4,27 +4,18 @@ browser). A slider steps through the rows in order (epochs); a difference view s
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import anywidget
 import numpy as np
 import traitlets as t
-from torch import nn
 
 from ..decompose import Explanation
 from ..images import ImageLike, load_image
-from ..models import load_state_dict_file
 from ..session import ModelSession
 from ._bundle import HERE, bundle
-from .pair_explorer import (
-    _MASK_SERIALIZERS,
-    PairExplorerError,
-    _png,
-    colormap_lut,
-    matrix_payload,
-)
+from ..errors import WidgetError
+from .encoding import MASK_SERIALIZERS, colormap_lut, matrix_payload, png_bytes
 
 MODES = ("overview", "hover", "paint", "difference")
 
@@ -51,18 +42,18 @@ class CompareExplorer(anywidget.AnyWidget):
     reference = t.Int(0).tag(sync=True)
     brush = t.Int(24).tag(sync=True)
     opacity = t.Float(0.6).tag(sync=True)
-    mask_a = t.Any(None, allow_none=True).tag(sync=True, **_MASK_SERIALIZERS)
-    mask_b = t.Any(None, allow_none=True).tag(sync=True, **_MASK_SERIALIZERS)
+    mask_a = t.Any(None, allow_none=True).tag(sync=True, **MASK_SERIALIZERS)
+    mask_b = t.Any(None, allow_none=True).tag(sync=True, **MASK_SERIALIZERS)
 
     def __init__(self, sessions: Sequence[ModelSession], img_a: ImageLike, img_b: ImageLike,
                  labels: Sequence[str] | None = None, cmap: str = "RdBu_r", **traits: Any) -> None:
         sessions = list(sessions)
         if not sessions:
-            raise PairExplorerError("CompareExplorer needs at least one session")
+            raise WidgetError("CompareExplorer needs at least one session")
         if not all(isinstance(s, ModelSession) for s in sessions):
-            raise PairExplorerError("sessions must be ModelSession objects")
+            raise WidgetError("sessions must be ModelSession objects")
         if labels is not None and len(labels) != len(sessions):
-            raise PairExplorerError(f"{len(labels)} labels for {len(sessions)} sessions")
+            raise WidgetError(f"{len(labels)} labels for {len(sessions)} sessions")
         traits.setdefault("show_all", len(sessions) <= 4)
         super().__init__(lut=colormap_lut(cmap), **traits)
         self.sessions = sessions
@@ -77,7 +68,7 @@ class CompareExplorer(anywidget.AnyWidget):
         index: dict[bytes, int] = {}
 
         def image_id(image: np.ndarray) -> int:
-            data = _png(image)
+            data = png_bytes(image)
             if data not in index:
                 index[data] = len(images)
                 images.append(data)
@@ -113,40 +104,4 @@ class CompareExplorer(anywidget.AnyWidget):
         return value
 
 
-def snapshots(
-    model_factory: Callable[[], nn.Module],
-    checkpoint_paths: Sequence[str | os.PathLike],
-    layer: str | None = None,
-    labels: Sequence[str] | None = None,
-    like: ModelSession | None = None,
-    **session_options: Any,
-) -> list[ModelSession]:
-    """One session per checkpoint (e.g. one per training epoch), in the order given: ``model_factory()`` builds
-    the architecture, each file's state dict is loaded into it with ``torch.load(weights_only=True)``.
-    ``like``: a session whose layer, pooling, head, preprocessing and device the snapshots copy;
-    ``session_options`` (pooling, size, mean, std, head ...) go to :class:`ModelSession` and win over it."""
-    if like is not None:
-        inherited = dict(pooling=like.pooling, p=like.p, head=like.head, normalize=like.normalize,
-                         mean=like._mean.flatten().tolist(), std=like._std.flatten().tolist(), size=like.size,
-                         max_aspect=like.max_aspect, device=like.device)
-        session_options = {**inherited, **session_options}
-        layer = layer if layer is not None else (None if like.layer == "forward_features" else like.layer)
-    paths = [Path(p) for p in checkpoint_paths]
-    if not paths:
-        raise PairExplorerError("no checkpoints given")
-    if labels is not None and len(labels) != len(paths):
-        raise PairExplorerError(f"{len(labels)} labels for {len(paths)} checkpoints")
-    sessions = []
-    for i, path in enumerate(paths):
-        model = model_factory()
-        state = load_state_dict_file(path)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            raise PairExplorerError(f"checkpoint '{path}' does not fit the model from model_factory: {str(err)[:300]}") from None
-        name = labels[i] if labels is not None else path.stem
-        sessions.append(ModelSession(model, layer, name=name, **session_options))
-    return sessions
-
-
-__all__ = ["CompareExplorer", "snapshots"]
+__all__ = ["CompareExplorer"]

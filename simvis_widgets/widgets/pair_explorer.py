@@ -9,7 +9,6 @@ The kernel computes one :class:`~simvis_widgets.decompose.Explanation` per pair 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -19,54 +18,17 @@ import traitlets as t
 from PIL import Image
 
 from ..decompose import Explanation
+from ..pair import ExplainedPair
 from ..errors import PairExplorerError
 from ..images import ImageLike, load_image
 from ..session import ModelSession
 from ._bundle import bundle
+from .encoding import MASK_SERIALIZERS, colormap_lut, matrix_payload, png_bytes
 
 HERE = Path(__file__).parent
-PAIRWISE_MAX = 1024 * 1024
-"""Largest N_A x N_B sent as P itself (32 x 32 cells per image); above it the per-location shares go."""
-FLOAT16_ABOVE = 512 * 512
-"""Above this many entries the matrix travels as float16 (display only; the readout numbers use the float32 maps)."""
 MODES = ("overview", "hover", "paint")
 
 
-
-
-def _mask_to_json(value: np.ndarray | None, _widget: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    data = np.ascontiguousarray(np.round(np.asarray(value, np.float32) * 255).astype(np.uint8))
-    return {"shape": list(data.shape), "data": memoryview(data.tobytes())}
-
-
-def _mask_from_json(value: dict[str, Any] | None, _widget: Any) -> np.ndarray | None:
-    if not value:
-        return None
-    h, w = (int(v) for v in value["shape"])
-    return np.frombuffer(bytes(value["data"]), np.uint8).reshape(h, w).astype(np.float32) / 255.0
-
-
-_MASK_SERIALIZERS = {"to_json": _mask_to_json, "from_json": _mask_from_json}
-
-
-def _png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-def colormap_lut(name: str) -> bytes:
-    """256 RGB entries (uint8) of a matplotlib colormap: the browser's colour table."""
-    from matplotlib import colormaps
-
-    try:
-        cmap = colormaps[name]
-    except KeyError:
-        raise PairExplorerError(f"unknown colormap {name!r} (see matplotlib.colormaps)") from None
-    rgb = cmap(np.linspace(0.0, 1.0, 256))[:, :3]
-    return np.round(rgb * 255).astype(np.uint8).tobytes()
 
 
 class PairExplorer(anywidget.AnyWidget):
@@ -118,8 +80,8 @@ class PairExplorer(anywidget.AnyWidget):
     mode = t.Enum(MODES, "overview").tag(sync=True)
     hover_a = t.List(t.Int(), []).tag(sync=True)
     hover_b = t.List(t.Int(), []).tag(sync=True)
-    mask_a = t.Any(None, allow_none=True).tag(sync=True, **_MASK_SERIALIZERS)
-    mask_b = t.Any(None, allow_none=True).tag(sync=True, **_MASK_SERIALIZERS)
+    mask_a = t.Any(None, allow_none=True).tag(sync=True, **MASK_SERIALIZERS)
+    mask_b = t.Any(None, allow_none=True).tag(sync=True, **MASK_SERIALIZERS)
     opacity = t.Float(0.6).tag(sync=True)
     cmap = t.Unicode("RdBu_r").tag(sync=True)
     scale_mode = t.Enum(("shared", "per-view"), "shared").tag(sync=True)
@@ -132,7 +94,7 @@ class PairExplorer(anywidget.AnyWidget):
         super().__init__(**traits)
         self.lut = colormap_lut(self.cmap)
         self.session = session
-        self.explanation: Explanation | None = None
+        self.explanation: ExplainedPair | None = None
         self.on_msg(self._on_front_end_message)
         self._originals: tuple[np.ndarray, np.ndarray] | None = None
         if explanation is not None:
@@ -151,14 +113,14 @@ class PairExplorer(anywidget.AnyWidget):
         if not isinstance(explanation, Explanation):
             raise PairExplorerError(f"expected an Explanation, got {type(explanation).__name__}")
         ex = explanation
-        if img_a is not None or img_b is not None or ex.image_a is None or ex.image_b is None:
-            images = {}
-            for side, given, carried in (("a", img_a, ex.image_a), ("b", img_b, ex.image_b)):
-                if given is None and carried is None:
-                    raise PairExplorerError(f"the explanation carries no image {side.upper()}: pass img_{side}=...")
-                images[side] = load_image(given) if given is not None else carried
-            ex = _with_images(ex, images["a"], images["b"])
-        return cls(explanation=ex, **traits)
+        carried = ex if isinstance(ex, ExplainedPair) else None
+        images = {}
+        for side, given in (("a", img_a), ("b", img_b)):
+            image = load_image(given) if given is not None else getattr(carried, f"image_{side}", None)
+            if image is None:
+                raise PairExplorerError(f"the explanation carries no image {side.upper()}: pass img_{side}=...")
+            images[side] = image
+        return cls(explanation=ExplainedPair.of(ex, images["a"], images["b"]), **traits)
 
     # ---------------------------------------------------------------------------------------------
     # Python API
@@ -231,14 +193,14 @@ class PairExplorer(anywidget.AnyWidget):
     # Internals
     # ---------------------------------------------------------------------------------------------
 
-    def _require(self) -> Explanation:
+    def _require(self) -> ExplainedPair:
         if self.explanation is None:
             raise PairExplorerError("no pair is shown")
         return self.explanation
 
     def _show(self, ex: Explanation, originals: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Send ``ex`` to the browser; ``originals`` are the images as given (for masks at their size)."""
-        if ex.image_a is None or ex.image_b is None:
+        if not isinstance(ex, ExplainedPair) or ex.image_a is None or ex.image_b is None:
             raise PairExplorerError("the explanation carries no images: use PairExplorer.from_explanation(ex, img_a, img_b)")
         for side, image in (("A", ex.image_a), ("B", ex.image_b)):
             if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
@@ -246,7 +208,7 @@ class PairExplorer(anywidget.AnyWidget):
         self._originals = originals if originals is not None else (ex.image_a, ex.image_b)
         with self.hold_sync():
             self.explanation = ex
-            self.image_a, self.image_b = _png(ex.image_a), _png(ex.image_b)
+            self.image_a, self.image_b = png_bytes(ex.image_a), png_bytes(ex.image_b)
             self.size_a, self.size_b = list(ex.image_a.shape[:2]), list(ex.image_b.shape[:2])
             self.grid_a, self.grid_b = list(ex.grid_a), list(ex.grid_b)
             for name, value in matrix_payload(ex).items():
@@ -325,43 +287,6 @@ class PairExplorer(anywidget.AnyWidget):
         if self._originals is None:
             return ()
         return tuple(self._originals[0 if side == "a" else 1].shape[:2])
-
-
-def matrix_payload(ex: Explanation) -> dict[str, Any]:
-    """What the browser needs to compute every hover and paint map of ``ex``: ``P`` (float32, or float16
-    divided by its largest magnitude ``matrix_scale`` above ``FLOAT16_ABOVE`` entries) or, above
-    ``PAIRWISE_MAX`` entries, the shares ``Q_A``, ``Q_B`` with ``P = scale * Q_A Q_B^T``; plus both maps."""
-    n_a, n_b = ex.shares_a.shape[0], ex.shares_b.shape[0]
-    dtype = np.float16 if n_a * n_b > FLOAT16_ABOVE else np.float32
-    out: dict[str, Any] = {"matrix_dtype": "float16" if dtype == np.float16 else "float32"}
-    if n_a * n_b <= PAIRWISE_MAX:
-        out["pairwise"], out["matrix_scale"] = _normalised_bytes(ex.pairwise, dtype)
-        out.update(matrix_kind="pairwise", shares_a=b"", shares_b=b"", factor_dim=0, scale=float(ex.scale))
-    else:
-        out["shares_a"], scale_a = _normalised_bytes(ex.shares_a, dtype)
-        out["shares_b"], scale_b = _normalised_bytes(ex.shares_b, dtype)
-        out.update(matrix_kind="factors", pairwise=b"", factor_dim=int(ex.shares_a.shape[1]), matrix_scale=1.0,
-                   scale=float(ex.scale) * scale_a * scale_b)
-    out["map_a"], out["map_b"] = _bytes(ex.map_a, np.float32), _bytes(ex.map_b, np.float32)
-    return out
-
-
-def _bytes(tensor: Any, dtype: Any) -> bytes:
-    return np.ascontiguousarray(tensor.detach().cpu().numpy().astype(dtype)).tobytes()
-
-
-def _normalised_bytes(tensor: Any, dtype: Any) -> tuple[bytes, float]:
-    """``tensor / m`` as bytes of ``dtype`` and ``m = max |tensor|`` (1 for an all-zero tensor)."""
-    values = tensor.detach().cpu().double().numpy()
-    m = float(np.abs(values).max()) if values.size else 0.0
-    m = m if m > 0 else 1.0
-    return np.ascontiguousarray((values / m).astype(dtype)).tobytes(), m
-
-
-def _with_images(ex: Explanation, image_a: np.ndarray, image_b: np.ndarray) -> Explanation:
-    from dataclasses import replace
-
-    return replace(ex, image_a=image_a, image_b=image_b)
 
 
 __all__ = ["PairExplorer", "PairExplorerError", "colormap_lut"]

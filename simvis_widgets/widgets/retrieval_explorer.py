@@ -8,7 +8,6 @@ Clicking a result explains the pair in a :class:`PairExplorer` below the strip (
 
 from __future__ import annotations
 
-import io
 from typing import Any, Callable
 
 import anywidget
@@ -16,26 +15,15 @@ import ipywidgets
 import numpy as np
 import torch
 import traitlets as t
-from PIL import Image
 
-from ..gallery import Gallery, GalleryError, Hit, _pixel_hash
-from ..images import ImageLike, load_image
+from ..errors import WidgetError
+from ..gallery import Gallery, GalleryError, Hit
+from ..images import ImageLike
 from ..render import shared_limit
 from ..session import ModelSession
 from ._bundle import HERE, bundle
-from .pair_explorer import _MASK_SERIALIZERS, PairExplorer, _png, colormap_lut
-
-THUMB_SIDE = 160
-"""Longer side of result thumbnails, in px."""
-
-
-def _jpeg(image: np.ndarray, side: int = THUMB_SIDE) -> tuple[bytes, list[int]]:
-    img = Image.fromarray(image)
-    img.thumbnail((side, side), Image.Resampling.BICUBIC)
-    buffer = io.BytesIO()
-    img.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue(), [img.height, img.width]
-
+from .encoding import MASK_SERIALIZERS, colormap_lut, jpeg_thumbnail, png_bytes
+from .pair_explorer import PairExplorer
 
 class RetrievalView(anywidget.AnyWidget):
     """The browser part of :class:`RetrievalExplorer` (query canvas + result strip)."""
@@ -48,7 +36,7 @@ class RetrievalView(anywidget.AnyWidget):
     query_size = t.List(t.Int(), [1, 1]).tag(sync=True)
     query_grid = t.List(t.Int(), [1, 1]).tag(sync=True)
     query_region = t.Dict({"kind": "whole"}).tag(sync=True)
-    query_mask = t.Any(None, allow_none=True).tag(sync=True, **_MASK_SERIALIZERS)
+    query_mask = t.Any(None, allow_none=True).tag(sync=True, **MASK_SERIALIZERS)
     tool = t.Enum(("paint", "box", "hover"), "paint").tag(sync=True)
     region_mode = t.Enum(("region", "whole"), "whole").tag(sync=True)
     k = t.Int(8).tag(sync=True)
@@ -107,12 +95,12 @@ class RetrievalExplorer(ipywidgets.VBox):
 
     def set_query(self, image: ImageLike) -> None:
         """Show a new query image (the region is cleared) and search with it whole."""
-        raw = load_image(image)
-        (prepared, feats), = self.session._lookup([raw])
-        self._raw, self._prepared, self._feats = raw, prepared, feats
-        self._query_hash = _pixel_hash(raw)
+        enc = self.session.encode(image)
+        prepared, feats = enc.image, enc.features
+        self._raw, self._prepared, self._feats = enc.loaded, prepared, feats
+        self._query_hash = enc.hash
         with self.view.hold_sync():
-            self.view.query_image = _png(prepared)
+            self.view.query_image = png_bytes(prepared)
             self.view.query_size = list(prepared.shape[:2])
             self.view.query_grid = [int(feats.shape[1]), int(feats.shape[2])]
             self.view.query_mask = None
@@ -127,10 +115,15 @@ class RetrievalExplorer(ipywidgets.VBox):
         if self.view.region_mode == "whole" or region.get("kind") != "cells":
             return None
         gh, gw = self.view.query_grid
-        w = torch.tensor(region.get("weights", []), dtype=torch.float32)
+        try:
+            w = torch.tensor(region.get("weights", []), dtype=torch.float32)
+        except (TypeError, ValueError):
+            raise WidgetError(f"region weights must be a list of numbers, got {region.get('weights')!r:.80}") from None
         if w.numel() != gh * gw:
-            raise GalleryError(f"region weights have {w.numel()} cells; the query grid has {gh}x{gw}")
-        return w.reshape(gh, gw) if float(w.sum()) > 0 else None
+            raise WidgetError(f"region weights have {w.numel()} cells; the query grid has {gh}x{gw}")
+        if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or bool((w > 1).any()):
+            raise WidgetError("region weights must be finite numbers in [0, 1] (the covered fraction of each cell)")
+        return w.reshape(gh, gw) if float(w.sum()) > 0 else None  # nothing painted (all erased): the whole image
 
     def search(self) -> list[Hit]:
         """Run the search for the current query and region, and show the results."""
@@ -157,6 +150,9 @@ class RetrievalExplorer(ipywidgets.VBox):
 
     def select(self, index: int) -> PairExplorer:
         """Explain the query against gallery image ``index`` in the PairExplorer (created below on first use)."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.gallery):
+            raise WidgetError(f"select() takes a gallery index in [0, {len(self.gallery) - 1}], got {index!r}")
+        index = int(index)
         hit = next((h for h in self._results if h.index == index), None)
         image = self.gallery.image(index)
         if self.pair is None:
@@ -177,9 +173,9 @@ class RetrievalExplorer(ipywidgets.VBox):
     def _thumb(self, index: int) -> tuple[bytes, list[int]]:
         if index not in self._thumbs:
             try:
-                self._thumbs[index] = _jpeg(self.gallery.image(index))
+                self._thumbs[index] = jpeg_thumbnail(self.gallery.image(index))
             except GalleryError:
-                self._thumbs[index] = (b"", list(self.gallery._entries[index].grid))
+                self._thumbs[index] = (b"", list(self.gallery.grid(index)))
         return self._thumbs[index]
 
     def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:

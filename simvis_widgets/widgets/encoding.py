@@ -1,0 +1,95 @@
+"""What the widgets send to the browser: images as PNG / JPEG bytes, masks, the colour table and the matrices
+from which the browser computes every hover and paint map. One place for all widgets."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..decompose import Explanation
+from ..errors import WidgetError
+
+PAIRWISE_MAX = 1024 * 1024
+"""Largest N_A x N_B sent as P itself (32 x 32 cells per image); above it the per-location shares go."""
+FLOAT16_ABOVE = 512 * 512
+"""Above this many entries the matrix travels as float16 (display only; the readout numbers use the float32 maps)."""
+def _mask_to_json(value: np.ndarray | None, _widget: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    data = np.ascontiguousarray(np.round(np.asarray(value, np.float32) * 255).astype(np.uint8))
+    return {"shape": list(data.shape), "data": memoryview(data.tobytes())}
+
+
+def _mask_from_json(value: dict[str, Any] | None, _widget: Any) -> np.ndarray | None:
+    if not value:
+        return None
+    h, w = (int(v) for v in value["shape"])
+    return np.frombuffer(bytes(value["data"]), np.uint8).reshape(h, w).astype(np.float32) / 255.0
+
+
+MASK_SERIALIZERS = {"to_json": _mask_to_json, "from_json": _mask_from_json}
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def colormap_lut(name: str) -> bytes:
+    """256 RGB entries (uint8) of a matplotlib colormap: the browser's colour table."""
+    from matplotlib import colormaps
+
+    try:
+        cmap = colormaps[name]
+    except KeyError:
+        raise WidgetError(f"unknown colormap {name!r} (see matplotlib.colormaps)") from None
+    rgb = cmap(np.linspace(0.0, 1.0, 256))[:, :3]
+    return np.round(rgb * 255).astype(np.uint8).tobytes()
+
+
+THUMB_SIDE = 160
+"""Longer side of result thumbnails, in px."""
+
+
+def jpeg_thumbnail(image: np.ndarray, side: int = THUMB_SIDE) -> tuple[bytes, list[int]]:
+    """``image`` shrunk to at most ``side`` px as JPEG bytes, and its ``[height, width]``."""
+    img = Image.fromarray(image)
+    img.thumbnail((side, side), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue(), [img.height, img.width]
+
+
+def matrix_payload(ex: Explanation) -> dict[str, Any]:
+    """What the browser needs to compute every hover and paint map of ``ex``: ``P`` (float32, or float16
+    divided by its largest magnitude ``matrix_scale`` above ``FLOAT16_ABOVE`` entries) or, above
+    ``PAIRWISE_MAX`` entries, the shares ``Q_A``, ``Q_B`` with ``P = scale * Q_A Q_B^T``; plus both maps."""
+    n_a, n_b = ex.shares_a.shape[0], ex.shares_b.shape[0]
+    dtype = np.float16 if n_a * n_b > FLOAT16_ABOVE else np.float32
+    out: dict[str, Any] = {"matrix_dtype": "float16" if dtype == np.float16 else "float32"}
+    if n_a * n_b <= PAIRWISE_MAX:
+        out["pairwise"], out["matrix_scale"] = _normalised_bytes(ex.pairwise, dtype)
+        out.update(matrix_kind="pairwise", shares_a=b"", shares_b=b"", factor_dim=0, scale=float(ex.scale))
+    else:
+        out["shares_a"], scale_a = _normalised_bytes(ex.shares_a, dtype)
+        out["shares_b"], scale_b = _normalised_bytes(ex.shares_b, dtype)
+        out.update(matrix_kind="factors", pairwise=b"", factor_dim=int(ex.shares_a.shape[1]), matrix_scale=1.0,
+                   scale=float(ex.scale) * scale_a * scale_b)
+    out["map_a"], out["map_b"] = _bytes(ex.map_a, np.float32), _bytes(ex.map_b, np.float32)
+    return out
+
+
+def _bytes(tensor: Any, dtype: Any) -> bytes:
+    return np.ascontiguousarray(tensor.detach().cpu().numpy().astype(dtype)).tobytes()
+
+
+def _normalised_bytes(tensor: Any, dtype: Any) -> tuple[bytes, float]:
+    """``tensor / m`` as bytes of ``dtype`` and ``m = max |tensor|`` (1 for an all-zero tensor)."""
+    values = tensor.detach().cpu().double().numpy()
+    m = float(np.abs(values).max()) if values.size else 0.0
+    m = m if m > 0 else 1.0
+    return np.ascontiguousarray((values / m).astype(dtype)).tobytes(), m
