@@ -38,7 +38,7 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
         raise IsADirectoryError(f"cannot write '{path}': it is a folder")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as fh:
+        with os.fdopen(fd, "w" if text else "wb", encoding="utf-8" if text else None) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

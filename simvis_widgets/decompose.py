@@ -172,8 +172,11 @@ class LinearHead:
         if isinstance(head, nn.BatchNorm1d):
             if head.training:
                 raise DecompositionError("a BatchNorm1d head must be in eval mode (call .eval()): batch statistics are not per-image")
-            scale = head.weight.detach() / torch.sqrt(head.running_var + head.eps) if head.affine else 1 / torch.sqrt(head.running_var + head.eps)
-            shift = (head.bias.detach() if head.affine else 0) - head.running_mean * scale
+            if head.running_var is None or head.running_mean is None:
+                raise DecompositionError("a BatchNorm1d head needs running statistics (track_running_stats=True)")
+            inv_std = torch.rsqrt(head.running_var + head.eps)
+            scale = head.weight.detach() * inv_std if head.affine else inv_std
+            shift = -head.running_mean * scale + (head.bias.detach() if head.affine else 0)
             return cls(torch.diag(scale), shift)
         if isinstance(head, nn.LayerNorm):
             if len(head.normalized_shape) != 1:
@@ -607,7 +610,8 @@ def from_contributions(
     map_a = ((shares_a @ shares_b.sum(0)) * scale).reshape(grid_a)
     return Explanation(
         score=score, map_a=map_a, map_b=((shares_b @ shares_a.sum(0)) * scale).reshape(grid_b),
-        global_term=score - float(map_a.sum()), grid_a=tuple(grid_a), grid_b=tuple(grid_b),
+        global_term=score - float(map_a.sum()), grid_a=(int(grid_a[0]), int(grid_a[1])),
+        grid_b=(int(grid_b[0]), int(grid_b[1])),
         shares_a=shares_a, shares_b=shares_b, scale=float(scale), embedding_a=embedding_a, embedding_b=embedding_b,
         pooling="linearised", normalized=normalize, exact=exact,
     )

@@ -63,7 +63,7 @@ class Hit:
 
 
 @dataclass
-class _Entry:
+class GalleryEntry:
     source: str | int
     pixel_hash: str
     file_hash: str | None
@@ -143,7 +143,7 @@ def _dataset_items(dataset: torch.utils.data.Dataset) -> tuple[list[Any], list[A
 class Gallery:
     """Embeddings and local features of many images, searchable by whole image, region or single cell."""
 
-    def __init__(self, session: ModelSession, entries: list[_Entry], embeddings: Tensor, features: list[np.ndarray],
+    def __init__(self, session: ModelSession, entries: list[GalleryEntry], embeddings: Tensor, features: list[np.ndarray],
                  images: Sequence[Any] | None = None, unreadable: dict[str, tuple[str, str]] | None = None) -> None:
         if len(embeddings) != len(entries) or len(features) != len(entries):
             raise GalleryError(f"{len(entries)} entries but {len(embeddings)} embeddings and {len(features)} feature maps")
@@ -155,6 +155,10 @@ class Gallery:
         self.embeddings = embeddings.to(session.device, torch.float32)
         """``(K, D)``: the network's embeddings ``e`` (not normalised)."""
         self._features = features
+        self.reused = 0
+        """Images taken from the cache by the last :meth:`build`."""
+        self.embedded = len(entries)
+        """Images run through the network by the last :meth:`build`."""
         self.unreadable: dict[str, tuple[str, str]] = dict(unreadable or {})
         """Files that could not be read, by file hash: ``(source, error)``. A rebuild skips a file whose bytes are
         unchanged without warning again."""
@@ -195,8 +199,8 @@ class Gallery:
             cached = cls.load(cache_file, session)
         reuse: dict[int, int] = {}
         if cached is not None:
-            by_file = {e.file_hash: k for k, e in enumerate(cached._entries) if e.file_hash}
-            by_pixels = {e.pixel_hash: k for k, e in enumerate(cached._entries)}
+            by_file = {e.file_hash: k for k, e in enumerate(cached.entries) if e.file_hash}
+            by_pixels = {e.pixel_hash: k for k, e in enumerate(cached.entries)}
             for i, src in enumerate(sources):
                 if isinstance(src, (str, os.PathLike)) and Path(src).is_file():
                     k = by_file.get(_file_hash(Path(src)))
@@ -217,7 +221,7 @@ class Gallery:
         known_sources = {source for source, _ in known_bad.values()}
         todo = [i for i in range(len(sources)) if i not in reuse and str(sources[i]) not in known_sources]
         computed, skipped = cls._embed(sources, labels, todo, session, batch_size, num_workers, progress)
-        entries: list[_Entry] = []
+        entries: list[GalleryEntry] = []
         embeddings: list[Tensor] = []
         features: list[np.ndarray] = []
         kept: list[Any] = []
@@ -226,11 +230,11 @@ class Gallery:
                 kept.append(sources[i])
             if i in reuse:
                 k = reuse[i]
-                e = cached._entries[k]  # type: ignore[union-attr]
+                e = cached.entries[k]  # type: ignore[union-attr]
                 name = str(sources[i]) if isinstance(sources[i], (str, os.PathLike)) else i
-                entries.append(_Entry(name, e.pixel_hash, e.file_hash, e.grid, labels[i] if labels else e.label))
+                entries.append(GalleryEntry(name, e.pixel_hash, e.file_hash, e.grid, labels[i] if labels else e.label))
                 embeddings.append(cached.embeddings[k].cpu())  # type: ignore[union-attr]
-                features.append(np.asarray(cached._features[k]))  # type: ignore[union-attr]
+                features.append(np.asarray(cached.stored_features(k)))  # type: ignore[union-attr]
             elif i in computed:
                 entry, emb, feat = computed[i]
                 entries.append(entry)
@@ -274,10 +278,10 @@ class Gallery:
     def _embed(
         sources: list[Any], labels: list[Any] | None, todo: list[int], session: ModelSession, batch_size: int,
         num_workers: int | None, progress: bool,
-    ) -> tuple[dict[int, tuple[_Entry, Tensor, np.ndarray]], list[tuple[str | int, str]]]:
+    ) -> tuple[dict[int, tuple[GalleryEntry, Tensor, np.ndarray]], list[tuple[str | int, str]]]:
         from tqdm.auto import tqdm
 
-        computed: dict[int, tuple[_Entry, Tensor, np.ndarray]] = {}
+        computed: dict[int, tuple[GalleryEntry, Tensor, np.ndarray]] = {}
         skipped: list[tuple[str | int, str]] = []
         if not todo:
             return computed, skipped
@@ -304,7 +308,7 @@ class Gallery:
                     _, emb = pooled_embeddings(feats, session.pooling, session.p, session.head)
                     for it, f, e in zip(group, feats, emb):
                         grid = (int(f.shape[1]), int(f.shape[2]))
-                        entry = _Entry(it.source, it.pixel_hash, it.file_hash, grid, it.label)
+                        entry = GalleryEntry(it.source, it.pixel_hash, it.file_hash, grid, it.label)
                         computed[it.position] = (entry, e.float().cpu(), f.to(torch.float16).cpu().numpy())
                 bar.update(sum(len(group) for group in groups.values()))
         return computed, skipped
@@ -324,7 +328,7 @@ class Gallery:
         for f in self._features:
             offsets.append(total)
             total += int(np.prod(f.shape))
-        header = {
+        header: dict[str, Any] = {
             "format": "simvis-widgets gallery", "version": FORMAT_VERSION, "session": self._fingerprint,
             "count": len(self._entries), "dim": int(emb.shape[1]),
             "entries": [
@@ -383,6 +387,7 @@ class Gallery:
         if size < end:
             raise GalleryError(f"gallery file '{path}' is truncated ({size} bytes, expected {end})")
         emb = np.fromfile(path, dtype="<f4", count=count * dim, offset=header["embeddings_at"]).reshape(count, dim)
+        flat: np.ndarray
         if mmap:
             flat = np.memmap(path, dtype="<f2", mode="r", offset=header["features_at"], shape=(total,))
         else:
@@ -393,7 +398,7 @@ class Gallery:
             h, w = e["grid"]
             off = e["feature_offset"]
             features.append(flat[off: off + channels * h * w].reshape(channels, h, w))
-            entries.append(_Entry(e["source"], e["pixel_hash"], e["file_hash"], (h, w), e.get("label")))
+            entries.append(GalleryEntry(e["source"], e["pixel_hash"], e["file_hash"], (h, w), e.get("label")))
         if not np.isfinite(emb).all():
             raise GalleryError(f"gallery file '{path}' is corrupt (non-finite embeddings)")
         if images is not None and len(images) != len(entries):
@@ -407,6 +412,15 @@ class Gallery:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def entries(self) -> tuple[GalleryEntry, ...]:
+        """What the gallery knows of each image (source, content hashes, grid, label), in gallery order."""
+        return tuple(self._entries)
+
+    def stored_features(self, index: int) -> np.ndarray:
+        """The local features of image ``index`` as stored (float16 ``(C, h, w)``, possibly memory-mapped)."""
+        return self._features[self._check_index(index)]
 
     @property
     def sources(self) -> list[str | int]:

@@ -70,7 +70,7 @@ class CLSLinearisation:
     def embedding(self, tokens: Tensor) -> Tensor:
         """``(B, N, C)`` or ``(N, C)`` tokens entering the last block -> the model's pre-logits embedding."""
         batch = tokens if tokens.dim() == 3 else tokens[None]
-        out = self.model.forward_head(self.model.norm(self.last(batch)), pre_logits=True)
+        out: Tensor = self.model.forward_head(self.model.norm(self.last(batch)), pre_logits=True)  # type: ignore[operator]
         return out if tokens.dim() == 3 else out[0]
 
     def contributions(self, tokens: Tensor, chunk_size: int = 32) -> Tensor:
@@ -85,10 +85,10 @@ class CLSLinearisation:
         attention = getattr(self.last, "attn", None)
         fused = getattr(attention, "fused_attn", None)
         try:
-            if fused is not None:
+            if attention is not None and fused is not None:
                 attention.fused_attn = False  # plain matmul + softmax: forward-mode AD supports it everywhere
             with _frozen_statistics(self.norms), torch.enable_grad():
                 return vmap(lambda t: jvp(self.embedding, (tokens,), (t,))[1], chunk_size=chunk_size)(tangents).detach()
         finally:
-            if fused is not None:
+            if attention is not None and fused is not None:
                 attention.fused_attn = fused

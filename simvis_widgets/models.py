@@ -102,7 +102,8 @@ class ForwardFeatures:
         self.layer = "forward_features"
 
     def __call__(self, x: Tensor) -> Tensor:
-        return self.model.forward_features(x)
+        out: Tensor = self.model.forward_features(x)  # type: ignore[operator]
+        return out
 
 
 def make_extractor(model: nn.Module, layer: str | None) -> Callable[[Tensor], Tensor]:

@@ -157,6 +157,17 @@ class ModelSession:
     (``variant()`` does).
     """
 
+    options: SessionOptions
+    """Everything that decides the embeddings (read-only properties below mirror its fields)."""
+    model: nn.Module
+    device: torch.device
+    amp: bool
+    cache_size: int
+    _extract: Callable[[Tensor], Tensor]
+    _mean_t: Tensor
+    _std_t: Tensor
+    _head: LinearHead | None
+
     def __init__(
         self,
         model: nn.Module,
@@ -294,7 +305,7 @@ class ModelSession:
         ``fc_norm`` LayerNorm the head. Other keyword arguments go to :class:`ModelSession`.
         """
         model, spec = build_backbone(name, pretrained=pretrained, weights=weights, model_kwargs=model_kwargs)
-        if spec.source == "timm" and getattr(model, "num_prefix_tokens", 0) and not kwargs.get("approximate"):
+        if spec.source == "timm" and getattr(model, "num_prefix_tokens", None) and not kwargs.get("approximate"):
             _, head = timm_head(model)  # a ViT: mean of its patch tokens, then its fc_norm
             kwargs.setdefault("head", head)
         kwargs.setdefault("mean", spec.mean)
@@ -342,7 +353,7 @@ class ModelSession:
         return int(out.shape[1]), max(1, int(round(224 / out.shape[-1])))
 
     def _prefix_tokens(self) -> int:
-        return int(getattr(self.model, "num_prefix_tokens", 0) or 0)
+        return int(getattr(self.model, "num_prefix_tokens", None) or 0)
 
     def _tokens_to_map(self, tokens: Tensor, input_size: tuple[int, int]) -> Tensor:
         """``(B, N, C)`` tokens -> ``(B, C, h, w)``: prefix tokens dropped, patch tokens on their grid."""

@@ -118,11 +118,11 @@ def test_resume_embeds_only_new_and_changed_files(resnet18_random: sv.ModelSessi
 SAVER = textwrap.dedent("""
     import sys, numpy as np, torch
     import simvis_widgets as sv
-    from simvis_widgets.gallery import Gallery, _Entry
+    from simvis_widgets.gallery import Gallery, GalleryEntry
     torch.manual_seed(0)  # the same weights as the reader's session (the gallery records their hash)
     session = sv.ModelSession(torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, stride=4, padding=1)), "0", size=64, device="cpu")
     count = 400
-    entries = [_Entry(i, f"hash{i}", None, (16, 16), i % 7) for i in range(count)]
+    entries = [GalleryEntry(i, f"hash{i}", None, (16, 16), i % 7) for i in range(count)]
     gen = torch.Generator().manual_seed(int(sys.argv[2]))
     features = [np.full((64, 16, 16), float(sys.argv[2]), np.float16) for _ in range(count)]
     g = Gallery(session, entries, torch.rand(count, 64, generator=gen) + 0.1, features)
@@ -269,9 +269,9 @@ def test_a_head_with_bias_keeps_scores_exact(views: sv.datasets.DemoViews) -> No
 
 
 def test_gallery_parts_must_line_up(gallery: Gallery) -> None:
-    from simvis_widgets.gallery import _Entry
+    from simvis_widgets.gallery import GalleryEntry
 
-    entries = [_Entry(i, f"h{i}", None, (2, 2)) for i in range(3)]
+    entries = [GalleryEntry(i, f"h{i}", None, (2, 2)) for i in range(3)]
     with pytest.raises(GalleryError, match="3 entries but 2 embeddings"):
         Gallery(gallery.session, entries, torch.rand(2, 512), [np.zeros((512, 2, 2), np.float16)] * 3)
     with pytest.raises(GalleryError, match="2 images given for a gallery of 3"):

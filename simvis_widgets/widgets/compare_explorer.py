@@ -10,7 +10,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from ..decompose import Explanation
+from ..pair import ExplainedPair
 from ..images import ImageLike, load_image
 from ..session import ModelSession
 from ._bundle import HERE, bundle
@@ -34,7 +34,7 @@ class CompareExplorer(anywidget.AnyWidget):
 
     _version = t.Int(0).tag(sync=True)
     images = t.List(t.Bytes()).tag(sync=True)
-    panels = t.List([]).tag(sync=True)
+    panels: t.List[dict[str, Any]] = t.List([]).tag(sync=True)
     lut = t.Bytes(b"").tag(sync=True)
     mode = t.Enum(MODES, "overview").tag(sync=True)
     current = t.Int(0).tag(sync=True)
@@ -63,7 +63,7 @@ class CompareExplorer(anywidget.AnyWidget):
     def set_pair(self, img_a: ImageLike, img_b: ImageLike) -> None:
         """Explain a new pair with every session and show it."""
         raw_a, raw_b = load_image(img_a), load_image(img_b)
-        self.explanations: list[Explanation] = [s.explain(raw_a, raw_b) for s in self.sessions]
+        self.explanations: list[ExplainedPair] = [s.explain(raw_a, raw_b) for s in self.sessions]
         images: list[bytes] = []
         index: dict[bytes, int] = {}
 
@@ -76,6 +76,7 @@ class CompareExplorer(anywidget.AnyWidget):
 
         panels = []
         for label, ex in zip(self.labels, self.explanations):
+            assert ex.image_a is not None and ex.image_b is not None  # session.explain attaches both
             panel = {k: (memoryview(v) if isinstance(v, bytes) else v) for k, v in matrix_payload(ex).items()}
             panel.update(
                 label=label, score=float(ex.score), exact=ex.exact, grid_a=list(ex.grid_a), grid_b=list(ex.grid_b),

@@ -135,14 +135,14 @@ class PairExplorer(anywidget.AnyWidget):
 
     def set_session(self, session: ModelSession) -> None:
         """Explain the current pair with another session (model, pooling, head ...)."""
-        if self.explanation is None or self.explanation.image_a is None or self.explanation.image_b is None:
+        if self.explanation is None or self._originals is None:
             raise PairExplorerError("no pair to re-explain")
         self.session = session
         self._show(session.explain(*self._originals), self._originals)
 
     def swap(self) -> None:
         """Exchange A and B (masks and hovered cells follow their images)."""
-        if self.explanation is None:
+        if self.explanation is None or self._originals is None:
             return
         masks, hovers = (self.mask_b, self.mask_a), (list(self.hover_b), list(self.hover_a))
         self._show(self.explanation.swapped(), (self._originals[1], self._originals[0]))

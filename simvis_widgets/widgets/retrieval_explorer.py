@@ -45,7 +45,7 @@ class RetrievalView(anywidget.AnyWidget):
     opacity = t.Float(0.6).tag(sync=True)
     lut = t.Bytes(b"").tag(sync=True)
     gallery_size = t.Int(0).tag(sync=True)
-    results = t.List([]).tag(sync=True)
+    results: t.List[dict[str, Any]] = t.List([]).tag(sync=True)
     results_version = t.Int(0).tag(sync=True)
     results_for = t.Int(0).tag(sync=True)
     """The request id of the region these results answer (the browser numbers its sends)."""
