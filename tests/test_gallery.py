@@ -183,6 +183,44 @@ def test_unreadable_files_are_skipped_with_one_warning(resnet18_random: sv.Model
     assert len(g) == 3
 
 
+def test_a_cached_rebuild_warns_about_unreadable_files_once(resnet18_random: sv.ModelSession, views: sv.datasets.DemoViews,
+                                                            tmp_path: Path) -> None:
+    import warnings
+
+    from tqdm import tqdm
+
+    folder, cache = tmp_path / "images", tmp_path / "cache"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(views.images[i]).save(folder / f"ok{i}.jpg")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        Gallery.build(folder, resnet18_random, cache_dir=cache, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second, cached rebuild says nothing about the same broken bytes
+        again = Gallery.build(folder, resnet18_random, cache_dir=cache, progress=False)
+    assert len(again) == 3 and again.reused == 3 and again.embedded == 0
+    assert [src for src, _ in again.unreadable.values()] == [str(folder / "broken.jpg")]
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff broken differently")  # other bytes: tried and reported again
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        Gallery.build(folder, resnet18_random, cache_dir=cache, progress=False)
+    bars: list[tqdm] = []  # the progress bar counts embedded images, not unreadable files
+    original_init = tqdm.__init__
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original_init(self, *args, **kwargs)
+        bars.append(self)
+
+    (folder / "also_broken.png").write_bytes(b"")
+    try:
+        tqdm.__init__ = spy  # type: ignore[method-assign]
+        with pytest.warns(UserWarning, match="also_broken.png"):
+            Gallery.build(folder, resnet18_random, progress=True)
+    finally:
+        tqdm.__init__ = original_init  # type: ignore[method-assign]
+    assert bars and bars[-1].n == 3 and bars[-1].total == 3
+
+
 def test_bad_inputs(gallery: Gallery, views: sv.datasets.DemoViews, resnet18_random: sv.ModelSession, tmp_path: Path) -> None:
     query = views.images[0]
     h, w = query.shape[:2]

@@ -87,3 +87,22 @@ def test_errors(setup, resnet18_random: sv.ModelSession) -> None:  # type: ignor
         r.view.query_region = {"kind": "cells", "weights": [1.0, 0.0, 0.0]}
     with pytest.raises(sv.ImageInputError):
         r.set_query(np.zeros((0, 3, 3), np.uint8))
+
+
+def test_region_weights_and_selection_are_checked(setup) -> None:  # type: ignore[no-untyped-def]
+    session, gallery, views = setup
+    r = sv.RetrievalExplorer(session, gallery, views.images[1], k=3)
+    gh, gw = r.view.query_grid
+    for bad, why in (([float("nan")] * (gh * gw), "NaN"), ([-1.0] * (gh * gw), "all negative"), ([2.0] * (gh * gw), "> 1")):
+        r.view.region_mode = "region"
+        with pytest.raises(sv.WidgetError, match=r"finite numbers in \[0, 1\]"):  # the search it triggers refuses
+            r.view.query_region = {"kind": "cells", "weights": bad, "id": 1, "why": why}
+        with pytest.raises(sv.WidgetError, match=r"finite numbers in \[0, 1\]"):
+            r.weights()
+    r.view.query_region = {"kind": "cells", "weights": [0.0] * (gh * gw), "id": 2}
+    assert r.weights() is None  # everything erased: the whole image, as documented
+    for bad_index in (-1, len(gallery), 1.0, True):
+        with pytest.raises(sv.WidgetError, match="gallery index"):
+            r.select(bad_index)
+    with pytest.raises(sv.GalleryError, match="gallery index"):
+        gallery.image(-1)
