@@ -237,3 +237,23 @@ def test_malformed_sequential_heads_are_named() -> None:
         sv.decompose(_feats(c=6), _feats(c=6, seed=1), head=nn.Sequential(nn.Linear(6, 256), nn.Linear(128, 4)))
     with pytest.raises(sv.DecompositionError, match="layer 1 of the nn.Sequential is a ReLU"):
         sv.decompose(_feats(c=6), _feats(c=6, seed=1), head=nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4)))
+
+
+@pytest.mark.gpu
+def test_cuda_contract(photos: dict, tmp_path: Path) -> None:
+    """On a GPU: the weights digest does not depend on the device, the explained pair and a gallery built there
+    agree with the CPU, and overflowing features still give a finite score (the float64 retry runs on CUDA)."""
+    torch.manual_seed(0)
+    cpu = sv.ModelSession.from_pretrained("resnet18", pretrained=False, size=128, device="cpu")
+    gpu = sv.ModelSession(cpu.model, options=cpu.options, device="cuda")
+    assert gpu.fingerprint() == cpu.fingerprint()  # (the network object now lives on the GPU)
+    a, b = photos["motorcycle_left"], photos["motorcycle_right"]
+    pair_gpu = gpu.explain(a, b)
+    assert pair_gpu.map_a.device.type == "cuda" and isinstance(pair_gpu, sv.ExplainedPair)
+    images = [photos[k] for k in ("chelsea", "coffee", "astronaut", "motorcycle_right")]
+    gallery = sv.Gallery.build(images, gpu, progress=False)
+    hits = gallery.search(a, k=2)
+    assert hits[0].score == pytest.approx(gpu.explain(a, images[hits[0].index]).score, abs=1e-4)
+    big = _feats(seed=2).cuda() * 1e19
+    ex = sv.decompose(big, big * 0.5 + 1e18)
+    assert math.isfinite(ex.score) and ex.score == pytest.approx(sv.decompose(big.cpu(), big.cpu() * 0.5 + 1e18).score, rel=1e-5)
