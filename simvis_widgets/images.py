@@ -7,20 +7,60 @@ array here, or a :class:`ImageInputError` that names the input and what is wrong
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
+import re
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageInputError
+from .errors import ImageInputError, LimitError
 
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, Any]
+ImageLike = str | os.PathLike | Image.Image | np.ndarray | Any
 """A path, a PIL image, a numpy array or a torch tensor."""
 
+MAX_INPUT_PIXELS = 3072 * 3072
+"""The most pixels (height x width) of one network input: 3072 x 3072 = 9.4 megapixels.
 
+Measured as the peak resident memory of a whole process (torch and the model alone: about 0.8 GB) running one
+CPU forward pass of the default EfficientNet-Lite0 (``ModelSession.from_pretrained("efficientnet_lite0", size=S,
+device="cpu").embed(img)``, square ``S x S`` inputs): 0.83 GB at S = 448 (0.2 MP), 1.0 GB at 896 (0.8 MP),
+1.3 GB at 1344 (1.8 MP), 1.6 GB at 1792 (3.2 MP), 1.9 GB at 2048 (4.2 MP), 2.7 GB at 2688 (7.2 MP), 3.3 GB at
+3072 (9.4 MP; ``explain`` of a pair: 3.5 GB) and 4.2 GB at 3584 (12.8 MP). Memory grows with the pixel count
+(about 0.26 GB per megapixel for this network; larger backbones need more), so the budget is a pixel count, not
+a side: an elongated input gets as many pixels as a square one."""
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def check_short_side(short_side: int | None, max_aspect: float) -> None:
+    """Check a network input size before any image or model is touched.
+
+    ``short_side`` is the shorter side of the network input in px (None: each image's native size, checked by
+    :func:`resize_for_network` when it is known). Raises :class:`ImageInputError` unless it is a positive int
+    (``bool`` is refused), and :class:`LimitError` when a square ``short_side x short_side`` input is above
+    :data:`MAX_INPUT_PIXELS` (side 3072). An elongated image (up to ``max_aspect`` : 1) has more pixels at the
+    same ``short_side``; :func:`resize_for_network` checks its actual target against the same budget."""
+    if short_side is None:
+        return
+    if isinstance(short_side, bool) or not isinstance(short_side, numbers.Integral):
+        raise ImageInputError(f"input size must be a whole number of pixels (or None), got {short_side!r}")
+    side = int(short_side)
+    if side <= 0:
+        raise ImageInputError(f"input size must be a positive number of pixels, got {side}")
+    if side * side > MAX_INPUT_PIXELS:
+        longest = ""
+        if isinstance(max_aspect, numbers.Real) and math.isfinite(max_aspect) and max_aspect >= 1:
+            longest = f" (an image up to {float(max_aspect):g}:1 would get up to {side}x{round(side * max_aspect)})"
+        raise LimitError(
+            f"input size {side} px gives a network input of {side}x{side} = {side * side:,} pixels{longest}, above "
+            f"the limit of {MAX_INPUT_PIXELS:,} pixels (MAX_INPUT_PIXELS; a square side of at most "
+            f"{math.isqrt(MAX_INPUT_PIXELS)} px): use a smaller size"
+        )
 
 
 def _describe(src: Any) -> str:
@@ -38,13 +78,23 @@ def load_image(src: ImageLike) -> np.ndarray:
     """Return ``src`` as an ``H x W x 3`` uint8 RGB array.
 
     * paths: read with Pillow, EXIF orientation applied; PIL's decompression-bomb limit
-      (``PIL.Image.MAX_IMAGE_PIXELS``) is enforced as an error, not a warning;
+      (``PIL.Image.MAX_IMAGE_PIXELS``) is enforced as an error, not a warning. A missing file is a
+      ``FileNotFoundError``; an empty string or a URL (``https://...``, ``s3://...``: URLs are not fetched,
+      download the file first) is an :class:`ImageInputError`;
     * grey, palette, CMYK, 16-bit and alpha images are converted (alpha is composited on white;
-      16-bit values are scaled by 1/257);
+      16-bit values are scaled by 1/257). 32-bit integer (PIL mode ``I``) images with values in [0, 255]
+      are kept, in [0, 65535] scaled by 1/257; other values are an :class:`ImageInputError` naming the range;
     * float arrays must lie in [0, 1]; uint16 arrays are scaled by 1/257; ``C x H x W`` torch tensors
       (C = 1, 3 or 4, float in [0, 1] or uint8) are accepted.
     """
     if isinstance(src, (str, os.PathLike)):
+        name = os.fspath(src)
+        if isinstance(name, str) and not name:
+            raise ImageInputError("image path is an empty string: pass the path of an image file")
+        if isinstance(name, str) and _URL.match(name):
+            raise ImageInputError(
+                f"{_describe(src)} is a URL: URLs are not fetched; download the file first and pass its local path"
+            )
         return _from_pil(_open(Path(src)), _describe(src))
     if isinstance(src, Image.Image):
         return _from_pil(src, _describe(src))
@@ -102,7 +152,13 @@ def _from_pil(img: Image.Image, what: str) -> np.ndarray:
     mode = img.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         arr = np.asarray(img).astype(np.float64)
-        scale = 257.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 1.0
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0 or hi > 65535:
+            raise ImageInputError(
+                f"{what}: 32-bit integer pixel values span [{lo:.0f}, {hi:.0f}]; only [0, 255] (kept) or "
+                "[0, 65535] (scaled by 1/257) can be shown: rescale the image to 8 or 16 bits first"
+            )
+        scale = 257.0 if mode.startswith("I;16") or hi > 255 else 1.0
         return _from_array(np.clip(np.round(arr / scale), 0, 255).astype(np.uint8), what)
     if mode == "F":
         return _from_array(np.asarray(img, dtype=np.float32), what)
@@ -154,8 +210,11 @@ def resize_for_network(img: np.ndarray, short_side: int | None, stride: int, max
 
     The shorter side becomes ``short_side`` (None: keep the size), the longer side at most ``max_aspect`` times
     it; both sides are then rounded to a multiple of ``stride`` so every feature cell covers whole pixels.
-    An image whose network input would be smaller than ``stride`` is an error.
+    An image whose network input would be smaller than ``stride`` is an :class:`ImageInputError`; a target
+    above :data:`MAX_INPUT_PIXELS` (height x width, native size included) is a :class:`LimitError`, raised
+    before any pixel is resampled.
     """
+    check_short_side(short_side, max_aspect)
     h, w = img.shape[:2]
     if short_side is not None:
         if short_side < stride:
@@ -171,8 +230,15 @@ def resize_for_network(img: np.ndarray, short_side: int | None, stride: int, max
             f"a {w}x{h} px image is smaller than the network's stride ({stride} px) after resizing to "
             f"{tw:.0f}x{th:.0f}: it would have no feature cell. Use a larger image or input size."
         )
-    th_i = int(round(th / stride)) * stride
-    tw_i = int(round(tw / stride)) * stride
+    th_i = round(th / stride) * stride
+    tw_i = round(tw / stride) * stride
+    if th_i * tw_i > MAX_INPUT_PIXELS:
+        how = "at its native size (size=None)" if short_side is None else f"at input size {short_side} px"
+        raise LimitError(
+            f"a {w}x{h} px image {how} gives a network input of {tw_i}x{th_i} = {th_i * tw_i:,} pixels, above the "
+            f"limit of {MAX_INPUT_PIXELS:,} pixels (MAX_INPUT_PIXELS): use a smaller size"
+            + (" (e.g. size=448)" if short_side is None else " or a smaller max_aspect")
+        )
     if (th_i, tw_i) == (h, w):
         return img
     return np.asarray(Image.fromarray(img).resize((tw_i, th_i), Image.Resampling.BICUBIC))

@@ -72,7 +72,7 @@ def test_modes_are_converted_to_rgb(tmp_path: Path, mode: str) -> None:
     rgb[:, 6:] = 200
     img = Image.fromarray(rgb).convert("L")
     if mode == "I;16":
-        img = Image.fromarray((np.asarray(img).astype(np.uint16) * 257))
+        img = Image.fromarray(np.asarray(img).astype(np.uint16) * 257)
         assert img.mode.startswith("I;16")
     elif mode != "L":
         img = img.convert(mode)
@@ -134,3 +134,63 @@ def test_image_smaller_than_stride() -> None:
         resize_for_network(np.zeros((20, 40, 3), np.uint8), None, 32)
     with pytest.raises(sv.ImageInputError, match="smaller than the network's stride"):
         resize_for_network(np.zeros((2, 1000, 3), np.uint8), 64, 32, max_aspect=1.5)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://example.com/cat.jpg", "http://example.com/a.png", "s3://bucket/key.png", "gs://b/c.jpg", "HTTPS://X/y"],
+)
+def test_urls_are_not_fetched(url: str) -> None:
+    with pytest.raises(sv.ImageInputError, match=rf"'{url}' is a URL: URLs are not fetched; download the file first"):
+        sv.load_image(url)
+
+
+def test_empty_path_string() -> None:
+    with pytest.raises(sv.ImageInputError, match="image path is an empty string"):
+        sv.load_image("")
+
+
+def test_windows_style_and_colon_paths_are_still_paths(tmp_path: Path) -> None:
+    f = tmp_path / "a:b.png"
+    Image.new("RGB", (4, 3)).save(f)
+    assert sv.load_image(str(f)).shape == (3, 4, 3)
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([0, 100, 255], [0, 100, 255]),  # 8-bit range: kept
+        ([0, 257 * 100, 65535], [0, 100, 255]),  # 16-bit range: scaled by 1/257
+    ],
+)
+def test_32_bit_int_images_in_range(values: list[int], expected: list[int]) -> None:
+    img = Image.fromarray(np.array([values], np.int32))
+    assert img.mode == "I"
+    assert sv.load_image(img)[0, :, 0].tolist() == expected
+
+
+@pytest.mark.parametrize("values, shown", [([0, 70000], r"\[0, 70000\]"), ([-5, 100], r"\[-5, 100\]")])
+def test_32_bit_int_images_out_of_range_are_refused(values: list[int], shown: str, tmp_path: Path) -> None:
+    img = Image.fromarray(np.array([values], np.int32))
+    with pytest.raises(sv.ImageInputError, match=rf"PIL image \(I, 2x1\): 32-bit integer pixel values span {shown}"):
+        sv.load_image(img)
+    f = tmp_path / "deep.tif"
+    img.save(f)
+    with pytest.raises(sv.ImageInputError, match=rf"deep.tif': 32-bit integer pixel values span {shown}"):
+        sv.load_image(f)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    rgb = np.zeros((32, 64, 3), np.uint8)
+    rgb[:, :32] = (255, 0, 0)  # left half red
+    rgb[:, 32:] = (0, 0, 255)  # right half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: display turns it 90 degrees clockwise
+    f = tmp_path / "phone.jpg"
+    Image.fromarray(rgb).save(f, exif=exif, quality=95)
+    out = sv.load_image(f).astype(int)
+    assert out.shape == (64, 32, 3)
+    expected = np.rot90(rgb, k=-1).astype(int)  # the left half is now on top
+    away_from_the_edge = np.r_[0:24, 40:64]  # JPEG blurs colour across the red / blue border
+    assert np.abs(out - expected)[away_from_the_edge].max() < 40
+    assert (out[:24, :, 0] > 200).all() and (out[40:, :, 2] > 200).all()
