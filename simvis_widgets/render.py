@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from .decompose import Explanation
+    from .pair import ExplainedPair
 
 MAX_FIGURE_PIXELS = 50_000_000
 """The most pixels a saved figure may have (figure inches x dpi, squared), in every format. Rendering the
@@ -82,6 +83,7 @@ def _pair_figure(
     from matplotlib.colors import Normalize
     from matplotlib.patches import Rectangle
 
+    ex = _as_pair(ex)
     shown = [m for m in maps.values() if m is not None]
     vmax = shared_limit(*shown)
     norm = Normalize(-vmax, vmax)
@@ -110,6 +112,13 @@ def _pair_figure(
         bar.set_label("contribution to the similarity (per feature cell; red adds, blue subtracts)")
     fig.suptitle(f"{title or (ex.model_name or 'similarity')}\n{headline}", fontsize=11)
     return fig
+
+
+def _as_pair(ex: "Explanation") -> "ExplainedPair":
+    """``ex`` as an ExplainedPair (a bare Explanation gets no images: grey backgrounds are drawn)."""
+    from .pair import ExplainedPair
+
+    return ex if isinstance(ex, ExplainedPair) else ExplainedPair.of(ex)
 
 
 def _score_line(ex: "Explanation") -> str:

@@ -257,3 +257,10 @@ def test_cuda_contract(photos: dict, tmp_path: Path) -> None:
     big = _feats(seed=2).cuda() * 1e19
     ex = sv.decompose(big, big * 0.5 + 1e18)
     assert math.isfinite(ex.score) and ex.score == pytest.approx(sv.decompose(big.cpu(), big.cpu() * 0.5 + 1e18).score, rel=1e-5)
+
+
+def test_session_sizes_above_the_pixel_budget_are_refused_before_any_work() -> None:
+    with pytest.raises(sv.LimitError, match="MAX_INPUT_PIXELS"):
+        sv.SessionOptions(size=6000)
+    with pytest.raises(sv.LimitError):
+        sv.ModelSession(nn.Sequential(nn.Conv2d(3, 4, 3)), "0", size=100_000, device="cpu")
