@@ -8,10 +8,12 @@ venv:
 	@tools/venv.sh >/dev/null
 
 ## Open the quickstart notebook in JupyterLab on the embedded EfficientNet-Lite0 (offline).
+## The URL JupyterLab prints (and the browser it opens) lands on the notebook itself: notebooks/ is the root
+## and /lab/tree/01_quickstart.ipynb the default URL (a notebook path argument would only steer the browser).
 demo:
 	@venv=$$(tools/venv.sh) && \
-	  "$$venv/bin/jupyter" lab notebooks/01_quickstart.ipynb --ip=127.0.0.1 --port=$(PORT) \
-	    $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(JUPYTER_ARGS)
+	  "$$venv/bin/jupyter" lab --ServerApp.root_dir=notebooks --LabApp.default_url=/lab/tree/01_quickstart.ipynb \
+	    --ip=127.0.0.1 --port=$(PORT) $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(JUPYTER_ARGS)
 
 ## Run every test: unit, property, session, widget, CLI, notebook execution and real-browser tests.
 test:

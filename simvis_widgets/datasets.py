@@ -1,4 +1,7 @@
-"""Offline demo data: real photos that ship inside scikit-image's wheel (no download).
+"""Offline demo data: real photos that ship inside the scikit-image and scikit-learn wheels (no download).
+
+``china`` and ``flower`` need scikit-learn only; the others need scikit-image (both come with
+``pip install "simvis-widgets[demo]"``).
 
 =================== ========================================================================
 name                where it comes from
@@ -28,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import ImageInputError
+
 if TYPE_CHECKING:  # pragma: no cover
     from .gallery import Gallery
     from .session import ModelSession
@@ -35,35 +40,59 @@ if TYPE_CHECKING:  # pragma: no cover
 DEMO_IMAGES = ("motorcycle_left", "motorcycle_right", "chelsea", "coffee", "astronaut", "rocket",
                "hubble", "ihc", "retina", "china", "flower")
 GALLERY_PHOTOS = ("motorcycle_left", "chelsea", "coffee", "astronaut", "rocket", "hubble", "ihc", "retina", "china", "flower")
+SKLEARN_PHOTOS = ("china", "flower")
+"""The demo photos that come from scikit-learn (``load_sample_images``): they work without scikit-image."""
 _SKIMAGE_NAMES = {"hubble": "hubble_deep_field", "ihc": "immunohistochemistry"}
 
 
-def _skimage_data():  # type: ignore[no-untyped-def]
+class UnknownDemoImageError(ImageInputError, KeyError):
+    """A demo photo name that does not exist; the message lists the names that do. Also a ``KeyError`` (what an
+    unknown name raised before) and an :class:`~simvis_widgets.errors.ImageInputError`."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+def _skimage_data(name: str):  # type: ignore[no-untyped-def]
     try:
         from skimage import data
     except ImportError:
         raise ImportError(
-            "the demo photos ship inside scikit-image: pip install 'simvis-widgets[demo]' (or scikit-image)"
+            f"the demo photo {name!r} ships inside scikit-image, which is not installed: "
+            "pip install 'simvis-widgets[demo]' (or scikit-image). "
+            f"Without it, {' and '.join(SKLEARN_PHOTOS)} (from scikit-learn) still work."
         ) from None
     return data
 
 
 def demo_image(name: str) -> np.ndarray:
-    """One demo photo as an ``H x W x 3`` uint8 array (see the module docstring for the sources)."""
-    data = _skimage_data()
+    """One demo photo as an ``H x W x 3`` uint8 array (see the module docstring for the sources).
+
+    Raises :class:`UnknownDemoImageError` (a ``KeyError``) listing :data:`DEMO_IMAGES` for an unknown name
+    (whatever is installed), and ``ImportError`` naming the package to install when the photo's package is
+    missing: ``china`` / ``flower`` need scikit-learn only, the others scikit-image."""
+    if not isinstance(name, str) or name not in DEMO_IMAGES:
+        try:
+            _skimage_data(str(name))
+            note = ""
+        except ImportError:
+            note = f" (scikit-image is not installed: only {', '.join(SKLEARN_PHOTOS)} work here)"
+        raise UnknownDemoImageError(f"unknown demo image {name!r}; choose one of {', '.join(DEMO_IMAGES)}{note}")
+    if name in SKLEARN_PHOTOS:
+        try:
+            from sklearn.datasets import load_sample_image
+        except ImportError:
+            raise ImportError(
+                f"the demo photo {name!r} ships inside scikit-learn, which is not installed: "
+                "pip install 'simvis-widgets[demo]' (or scikit-learn)"
+            ) from None
+        return np.asarray(load_sample_image(f"{name}.jpg"))
+    data = _skimage_data(name)
     if name == "motorcycle_left":
         return data.stereo_motorcycle()[0]
     if name == "motorcycle_right":
         return data.stereo_motorcycle()[1]
-    if name in ("china", "flower"):
-        try:
-            from sklearn.datasets import load_sample_image
-        except ImportError:
-            raise ImportError("the china / flower photos ship inside scikit-learn: pip install scikit-learn") from None
-        return load_sample_image(f"{name}.jpg")
-    if name in DEMO_IMAGES:
-        return getattr(data, _SKIMAGE_NAMES.get(name, name))()
-    raise KeyError(f"unknown demo image {name!r}; choose one of {', '.join(DEMO_IMAGES)}")
+    return getattr(data, _SKIMAGE_NAMES.get(name, name))()
 
 
 def demo_images() -> dict[str, np.ndarray]:

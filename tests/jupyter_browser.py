@@ -1,9 +1,9 @@
 """Real-browser helpers: a JupyterLab server on loopback and headless Debian Chromium driven by Playwright.
 
-Facts this relies on (shared/notes/environment.md): Playwright cannot download browsers here, so it drives
-``/usr/bin/chromium``; JupyterLab as root needs ``--allow-root``; ``expose_app_in_browser`` gives
-``window.jupyterapp``; a fresh server, config and runtime dir per test session; ``?reset`` stops JupyterLab
-reopening old tabs.
+Facts this relies on (measured on the project's test machines): Playwright cannot download browsers there, so
+it drives Debian's ``/usr/bin/chromium`` (``SIMVIS_CHROMIUM`` overrides the path); JupyterLab as root needs
+``--allow-root``; ``expose_app_in_browser`` gives ``window.jupyterapp``; a fresh server, config and runtime dir
+per test session; ``?reset`` stops JupyterLab reopening old tabs.
 """
 
 from __future__ import annotations

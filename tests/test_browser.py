@@ -326,3 +326,85 @@ def test_compare_explorer_hover_drives_every_row(server: Any, tmp_path: Path) ->
         assert all(f"cell ({row_cell}, {col_cell})" in c for c in captions)
         widget.screenshot(path=str(SCREENSHOTS / "lab_compare.png"))
         assert _page_errors(page) == []
+
+
+def test_static_html_export_survives_script_breaking_strings(tmp_path: Path) -> None:
+    """A model name holding ``<!--<script>`` and ``</script>`` once put the page's JSON into the tokenizer's
+    script-data escape states: Chromium swallowed the rest of the page and showed nothing. The widget must
+    render, and show the name exactly; a widget whose own module holds such text must run too."""
+    from test_static_html import NASTY, _Hostile, nasty_explorer
+
+    from simvis_widgets.widgets.static_html import write_static_html
+
+    explorer = nasty_explorer()
+    path = explorer.to_html(tmp_path / "nasty.html")
+    with chromium(tmp_path) as page:
+        page.goto(path.as_uri())
+        page.wait_for_selector(".simvis-pair[data-ready]", timeout=30_000)
+        widget = page.locator(".simvis-pair").first
+        assert widget.locator("canvas").count() >= 2
+        assert widget.locator('[data-testid="mark-a"]').bounding_box()["width"] > 0
+        assert NASTY in widget.locator('[data-testid="readout"] .sv-score').text_content()
+        assert_map_shown(page, "b", explorer.explanation.map_b)
+        assert _page_errors(page) == []
+
+        hostile = write_static_html(_Hostile(), tmp_path / "hostile.html", "hostile")
+        page.goto(hostile.as_uri())
+        page.wait_for_function("() => document.getElementById('simvis-root').textContent.length > 0", timeout=30_000)
+        text = page.evaluate("() => document.getElementById('simvis-root').textContent")
+        assert text == "<!--<script></SCRIPT ></script&amp;false" + NASTY
+        assert _page_errors(page) == []
+
+
+def test_make_demo_prints_a_url_that_opens_the_quickstart(tmp_path: Path) -> None:
+    """``make demo``'s printed URL once landed on JupyterLab's launcher. It must name the quickstart notebook,
+    and the page it serves must open it (``treePath``); ``PORT`` and ``JUPYTER_ARGS`` still apply."""
+    import os
+    import queue
+    import re
+    import signal
+    import subprocess
+    import threading
+    import time
+    import urllib.parse
+    import urllib.request
+
+    from jupyter_browser import free_port
+
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    port = free_port()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    proc = subprocess.Popen([make, "--no-print-directory", "demo", f"PORT={port}", "JUPYTER_ARGS=--no-browser"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        url, seen = None, []
+        while url is None:
+            line = lines.get(timeout=120)
+            seen.append(line)
+            match = re.search(rf"http://127\.0\.0\.1:{port}/\S+", line)
+            url = match.group(0) if match else None
+            assert proc.poll() is None or not lines.empty(), "".join(seen)
+        parts = urllib.parse.urlsplit(url)
+        assert parts.path == "/lab/tree/01_quickstart.ipynb" and "token=" in parts.query, url
+        page, deadline = None, time.monotonic() + 60
+        while page is None:  # the server logs its URL just before it binds the port
+            try:
+                with urllib.request.urlopen(url, timeout=30) as response:
+                    page = response.read().decode()
+            except OSError as err:
+                assert time.monotonic() < deadline and proc.poll() is None, f"{url}: {err}\n{''.join(seen)}"
+                time.sleep(0.2)
+        config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page,
+                                      re.S).group(1))
+        assert config["treePath"] == "01_quickstart.ipynb"
+        assert Path(config["serverRoot"]) == REPO / "notebooks"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -19,7 +19,7 @@ if [ ! -f "$venv/.complete" ]; then
   echo "setting up $venv (first run only, ~2 min)" >&2
   rm -rf "$venv"
   "$python" -m venv "$venv"
-  # torch + torchvision first, as a pair that imports together (see shared/notes/environment.md).
+  # torch + torchvision first, as a matching pair: torchvision only imports with the torch it was built for.
   case "$(uname -m)" in
     aarch64|arm64) torch_pins="torch==2.9.1 torchvision==0.24.1" ;;
     *) torch_pins="torch==2.14.1 torchvision==0.29.1" ;;

@@ -3,6 +3,12 @@
 The page runs the widget's own ``render({model, el})`` with a minimal model object (``get``, ``set``, ``on``,
 ``off``, ``save_changes``, ``send``); binary traits travel as base64 and arrive as ``DataView``s, as they do
 from a Jupyter kernel.
+
+Any text may sit in the state (labels, model and file names) or the module: both are embedded as JSON in
+``<script type="application/json">`` elements with every ``<``, ``>`` and ``&`` written as ``\\u003c``,
+``\\u003e``, ``\\u0026`` (:func:`script_json`), so no ``</script`` can end the element early and no ``<!--`` /
+``<script`` can send the HTML tokenizer into its script-data escape states (which swallow the rest of the page:
+Chromium then shows nothing). The module is read back with ``JSON.parse`` and imported byte for byte.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ _PAGE = """<!DOCTYPE html>
 <body>
 <div id="simvis-root"></div>
 <script type="application/json" id="simvis-state">{state}</script>
-<script type="text/plain" id="simvis-esm">{esm}</script>
+<script type="application/json" id="simvis-esm">{esm}</script>
 <script type="module">
 const decode = (value) => {{
   if (value && typeof value === "object" && !Array.isArray(value)) {{
@@ -55,7 +61,7 @@ const model = {{
   save_changes: () => {{}},
   send: () => {{}},
 }};
-const source = document.getElementById("simvis-esm").textContent;
+const source = JSON.parse(document.getElementById("simvis-esm").textContent);
 const url = URL.createObjectURL(new Blob([source], {{ type: "text/javascript" }}));
 const module = await import(url);
 const widget = module.default;
@@ -77,21 +83,33 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _inline(text: str) -> str:
-    """Text safe inside a <script> element (no closing tag can end it early)."""
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def script_json(value: Any) -> str:
+    """``value`` as JSON that is inert inside a ``<script>`` element: ``<``, ``>`` and ``&`` (which JSON only
+    has inside strings) become ``\\u003c``, ``\\u003e``, ``\\u0026``. Still valid JSON, parsing to ``value``."""
+    return json.dumps(value).translate(_SCRIPT_SAFE)
+
+
+def _inline_css(text: str) -> str:
+    """CSS safe inside a ``<style>`` element (raw text that only ``</style`` ends): ``</`` becomes ``<\\/``, the
+    same characters to CSS (a backslash before ``/`` escapes it)."""
     return text.replace("</", "<\\/")
 
 
 def write_static_html(widget: anywidget.AnyWidget, path: Path, title: str) -> Path:
-    """Write ``widget`` as one HTML file at ``path`` (atomically)."""
+    """Write ``widget`` as one HTML file at ``path`` (atomically): its CSS, its state and its ES module inline
+    (see the module docstring for how any text in them is kept inert). ``title`` is HTML-escaped."""
     state = widget.get_state()
-    state = {k: v for k, v in state.items() if not k.startswith("_model") and not k.startswith("_view") and k not in ("_esm", "_css", "_anywidget_id", "layout", "tabbable", "tooltip", "_dom_classes")}
+    skip = ("_esm", "_css", "_anywidget_id", "layout", "tabbable", "tooltip", "_dom_classes")
+    state = {k: v for k, v in state.items() if not k.startswith(("_model", "_view")) and k not in skip}
     state["_static"] = True
     page = _PAGE.format(
         title=html.escape(title),
-        css=_inline(str(widget._css)),
-        state=_inline(json.dumps(_encode(state))),
-        esm=_inline(str(widget._esm)),
+        css=_inline_css(str(widget._css)),
+        state=script_json(_encode(state)),
+        esm=script_json(str(widget._esm)),
     )
     with atomic_write(path, text=True) as fh:
         fh.write(page)
