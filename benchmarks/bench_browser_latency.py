@@ -8,7 +8,7 @@ A notebook generated in a temporary directory is served by the project's Jupyter
 by Playwright. It builds, without a model, one explanation per grid size (7x7, 14x14, 32x32 cells per image):
 ``sv.decompose(torch.rand(64, g, g), torch.rand(64, g, g))`` with the scikit-image stereo photos (motorcycle left
 / right, resized to ``32 g`` px square; a uniform grey image if scikit-image is missing) attached as
-``image_a`` / ``image_b``, and shows for each
+``image_a`` / ``image_b`` (``sv.ExplainedPair.of``), and shows for each
 
 * ``anywidget``: ``sv.PairExplorer.from_explanation(ex, mode="hover")``; the hover map (row of P over B) is
   computed and drawn in the browser (``pair_explorer.js``);
@@ -64,9 +64,10 @@ compositor presents them with the next frame (headless Chromium, software render
 
 Run from the repository root::
 
-    python benchmarks/bench_browser_latency.py             # ~2.5-3 minutes on 2 CPU cores
-    python benchmarks/bench_browser_latency.py --quick     # 100 single moves, ipycanvas on 14x14 only; ~1 minute
-    python benchmarks/bench_browser_latency.py --json results.json
+    python -m benchmarks.bench_browser_latency             # ~2.5-3 minutes on 2 CPU cores
+    python -m benchmarks.bench_browser_latency --quick     # 100 single moves, ipycanvas on 14x14 only; ~1 minute
+    python -m benchmarks.bench_browser_latency --quick --grids 7 --moves 10   # the quickest check that it runs
+    python -m benchmarks.bench_browser_latency --json results.json
 
 Goals (printed next to the anywidget results): p50 <= 4 ms, p95 <= 16 ms, >= 95 % of drag moves shown, burst
 settles in <= 50 ms. Timings on a shared 2-core machine are noisy: the load average is printed with the results.
@@ -74,21 +75,30 @@ settles in <= 50 ms. Timings on a shared 2-core machine are noisy: the load aver
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import random
-import sys
-import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.harness import (
+    Run,
+    arg_parser,
+    cpu_seconds,
+    header,
+    jupyter_browser,
+    lab,
+    machine_info,
+    notebook,
+    percentile,
+    write_json,
+)
+
+PACKAGES = ("jupyterlab", "playwright", "anywidget", "ipycanvas")
 GRIDS = (7, 14, 32)
 CHANNELS = 64
 CELL_PX = 32
@@ -283,7 +293,7 @@ BURST_PROFILE = r"""async ([points]) => {
 # The notebook
 # ------------------------------------------------------------------------------------------------------------
 
-SETUP_CELL = '''\
+SETUP_CELL = """\
 import numpy as np
 import torch
 from PIL import Image
@@ -308,7 +318,7 @@ torch.manual_seed(0)
 explanations, explorers, canvases = {{}}, {{}}, {{}}
 for g in GRIDS:
     ex = sv.decompose(torch.rand({channels}, g, g), torch.rand({channels}, g, g))
-    ex.image_a, ex.image_b = photo(0, g * {cell_px}), photo(1, g * {cell_px})
+    ex = sv.ExplainedPair.of(ex, photo(0, g * {cell_px}), photo(1, g * {cell_px}))
     explanations[g] = ex
     explorers[g] = sv.PairExplorer.from_explanation(ex, mode="hover")
     explorers[g].add_class(f"bench-aw-{{g}}")
@@ -349,21 +359,12 @@ def make_canvas(g):
 
 for g in IPC_GRIDS:
     canvases[g] = make_canvas(g)
-'''
+"""
 
 
 def notebook_json(grids: Sequence[int], ipc_grids: Sequence[int]) -> dict[str, Any]:
-    def cell(src: str) -> dict[str, Any]:
-        return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
-
-    cells = [cell(SETUP_CELL.format(grids=tuple(grids), ipc_grids=tuple(ipc_grids), channels=CHANNELS, cell_px=CELL_PX))]
-    cells += [cell(f"explorers[{g}]") for g in grids]
-    cells += [cell(f"canvases[{g}]") for g in ipc_grids]
-    return {
-        "cells": cells,
-        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-        "nbformat": 4, "nbformat_minor": 5,
-    }
+    setup = SETUP_CELL.format(grids=tuple(grids), ipc_grids=tuple(ipc_grids), channels=CHANNELS, cell_px=CELL_PX)
+    return notebook([setup, *(f"explorers[{g}]" for g in grids), *(f"canvases[{g}]" for g in ipc_grids)])
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -438,10 +439,6 @@ class Case:
     problems: list[str] = field(default_factory=list)
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, float), q)) if len(values) else float("nan")
-
-
 # ------------------------------------------------------------------------------------------------------------
 # Paths of pointer positions
 # ------------------------------------------------------------------------------------------------------------
@@ -458,8 +455,8 @@ class Region:
     full_width: float
 
     def client(self, fx: float, fy: float) -> tuple[int, int]:
-        x = int(round(self.left + fx * self.width))
-        y = int(round(self.top + fy * self.height))
+        x = round(self.left + fx * self.width)
+        y = round(self.top + fy * self.height)
         x = min(max(x, int(np.ceil(self.left)) + 1), int(self.left + self.width) - 2)
         y = min(max(y, int(np.ceil(self.top)) + 1), int(self.top + self.height) - 2)
         return x, y
@@ -471,7 +468,9 @@ class Region:
         return int(cx) * 2048 + int(cy)
 
 
-def unique_points(region: Region, fractions: Sequence[tuple[float, float]], rng: random.Random, wiggle: float) -> list[tuple[int, int]]:
+def unique_points(
+    region: Region, fractions: Sequence[tuple[float, float]], rng: random.Random, wiggle: float
+) -> list[tuple[int, int]]:
     """Client points for ``fractions`` of the region with no two equal (client px or ipycanvas code)."""
     seen_xy: set[tuple[int, int]] = set()
     seen_key: set[int] = set()
@@ -530,7 +529,7 @@ def trace_groups(trace: list[dict[str, float]]) -> dict[float, tuple[float, bool
     i = 0
     while i < len(trace):
         batch = max(1, int(trace[i]["batch"]))
-        group = trace[i:i + batch]
+        group = trace[i : i + batch]
         for j, e in enumerate(group):
             shown = j == len(group) - 1
             prev = out.get(e["event"])
@@ -586,10 +585,10 @@ def measure_single(page: Any, case: Case, region: Region, n: int, gap_ms: float,
             hit = next((d for d in draws if d["t"] > m["t"] and d["cell"] == m["cell"]), None)
             if hit is not None:
                 first.append(hit["t"] - m["t"])
-        s.first_draw_p50_ms, s.first_draw_p95_ms = pct(first, 50), pct(first, 95)
+        s.first_draw_p50_ms, s.first_draw_p95_ms = percentile(first, 50), percentile(first, 95)
         s.draws_per_move = data["drawCount"] / max(1, len(moves))
         costs = [d["t"] - d["t0"] for d in draws]
-        s.draw_cost_p50_ms, s.draw_cost_max_ms = pct(costs, 50), (max(costs) if costs else float("nan"))
+        s.draw_cost_p50_ms, s.draw_cost_max_ms = percentile(costs, 50), (max(costs) if costs else float("nan"))
     else:
         painted = paint_times(data)
         keys = [m["key"] for m in moves]
@@ -607,9 +606,9 @@ def measure_single(page: Any, case: Case, region: Region, n: int, gap_ms: float,
         s.draws_per_move = len(data["painted"]) / max(1, len(moves))
     if len(moves) != len(points) - 1:
         case.problems.append(f"single: {len(points) - 1} moves sent, {len(moves)} received by the page")
-    s.p50_ms, s.p95_ms = pct(lat, 50), pct(lat, 95)
+    s.p50_ms, s.p95_ms = percentile(lat, 50), percentile(lat, 95)
     s.max_ms = max(lat) if lat else float("nan")
-    s.dispatch_p50_ms, s.dispatch_p95_ms = pct(dispatch, 50), pct(dispatch, 95)
+    s.dispatch_p50_ms, s.dispatch_p95_ms = percentile(dispatch, 50), percentile(dispatch, 95)
 
 
 def measure_drag(page: Any, case: Case, region: Region) -> None:
@@ -635,11 +634,11 @@ def measure_drag(page: Any, case: Case, region: Region) -> None:
     d = case.drag
     d.dispatched = len(points)
     d.settled = bool(settled)
-    d.interval_p50_ms = pct(np.diff(sent_at) * 1000, 50)
+    d.interval_p50_ms = percentile(np.diff(sent_at) * 1000, 50)
     moves = data["moves"]
-    d.event_interval_p50_ms = pct(np.diff([m["t"] for m in moves]), 50) if len(moves) > 1 else float("nan")
+    d.event_interval_p50_ms = percentile(np.diff([m["t"] for m in moves]), 50) if len(moves) > 1 else float("nan")
     queueing = [m["h"] - m["t"] for m in moves]
-    d.queueing_p50_ms, d.queueing_p90_ms = pct(queueing, 50), pct(queueing, 90)
+    d.queueing_p50_ms, d.queueing_p90_ms = percentile(queueing, 50), percentile(queueing, 90)
     by_xy = {(round(m["x"]), round(m["y"])): m for m in moves}
     received = [by_xy.get(p) for p in points]
     d.received = sum(m is not None for m in received)
@@ -679,7 +678,7 @@ def measure_drag(page: Any, case: Case, region: Region) -> None:
     d.shown_pct = 100.0 * shown / max(1, d.dispatched)
     d.received_pct = 100.0 * d.received / max(1, d.dispatched)
     d.shown_of_received_pct = 100.0 * shown / max(1, d.received)
-    d.lag_p50_ms, d.lag_p90_ms = pct(lags, 50), pct(lags, 90)
+    d.lag_p50_ms, d.lag_p90_ms = percentile(lags, 50), percentile(lags, 90)
     d.lag_max_ms = max(lags) if lags else float("nan")
     if not settled:
         case.problems.append("drag: the last move was not painted before the timeout")
@@ -735,103 +734,68 @@ class Config:
     quick: bool
 
 
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def cpu_seconds() -> tuple[float, float]:
-    """(CPU seconds all processes have been busy since boot, CPU seconds of this process and its descendants,
-    counting only those alive now). Linux /proc; (nan, nan) elsewhere."""
-    try:
-        tick = os.sysconf("SC_CLK_TCK")
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        values = [int(v) for v in fields]
-        busy = (sum(values[:8]) - values[3] - values[4]) / tick  # all but idle and iowait
-        parent: dict[int, int] = {}
-        cpu: dict[int, float] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            rest = stat.rsplit(")", 1)[1].split()
-            parent[int(entry.name)] = int(rest[1])
-            cpu[int(entry.name)] = (int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])) / tick
-        me = os.getpid()
-        mine = 0.0
-        for pid in cpu:
-            p = pid
-            while p > 1 and p != me:
-                p = parent.get(p, 0)
-            if p == me:
-                mine += cpu[pid]
-        return busy, mine
-    except (OSError, ValueError, IndexError):
-        return float("nan"), float("nan")
-
-
-def run(cfg: Config) -> dict[str, Any]:
-    sys.path.insert(0, str(REPO / "tests"))
-    from jupyter_browser import chromium, jupyter_server, kernel_exec, open_and_run  # type: ignore[import-not-found]
-
+def measure_cases(cfg: Config, run: Run) -> tuple[list[Case], dict[str, Any]]:
+    jb = jupyter_browser()
+    open_and_run, kernel_exec = jb.open_and_run, jb.kernel_exec
     cases: list[Case] = []
-    env: dict[str, Any] = {"load_start": load_average()}
-    wall0 = time.perf_counter()
+    env: dict[str, Any] = {}
     busy0, mine0 = cpu_seconds()
-    with tempfile.TemporaryDirectory(prefix="simvis-bench-latency-") as tmp:
-        root, work = Path(tmp) / "nb", Path(tmp) / "jupyter"
-        root.mkdir()
-        work.mkdir()
-        (root / NOTEBOOK).write_text(json.dumps(notebook_json(cfg.grids, cfg.ipc_grids), indent=1))
-        with jupyter_server(root, work) as server, chromium(work) as page:
-            page.add_init_script(INIT_SCRIPT)
-            print(f"[{time.perf_counter() - wall0:5.1f} s] JupyterLab up; opening the notebook", flush=True)
-            open_and_run(page, server.lab(NOTEBOOK))
-            page.wait_for_function(f"() => document.querySelectorAll('.simvis-pair[data-ready]').length >= {len(cfg.grids)}"
-                                   f" && document.querySelectorAll('canvas.bench-ipc').length >= {len(cfg.ipc_grids)}", timeout=300_000)
-            kernel_exec(page, "print('idle')")  # all cells ran
-            env["user_agent"] = page.evaluate("() => navigator.userAgent")
-            # the ipycanvas canvases get exactly the PairExplorer panels' displayed geometry
-            size = page.evaluate("() => { const r = document.querySelector('.simvis-pair [data-testid=\"mark-a\"]').getBoundingClientRect(); return [r.width, r.height]; }")
-            if cfg.ipc_grids:
-                printed = kernel_exec(page, (
+    files = {NOTEBOOK: json.dumps(notebook_json(cfg.grids, cfg.ipc_grids), indent=1)}
+    with lab("simvis-bench-latency-", files) as (server, page):
+        page.add_init_script(INIT_SCRIPT)
+        run.log("JupyterLab up; opening the notebook")
+        open_and_run(page, server.lab(NOTEBOOK))
+        page.wait_for_function(
+            f"() => document.querySelectorAll('.simvis-pair[data-ready]').length >= {len(cfg.grids)}"
+            f" && document.querySelectorAll('canvas.bench-ipc').length >= {len(cfg.ipc_grids)}",
+            timeout=300_000,
+        )
+        kernel_exec(page, "print('idle')")  # all cells ran
+        env["user_agent"] = page.evaluate("() => navigator.userAgent")
+        # the ipycanvas canvases get exactly the PairExplorer panels' displayed geometry
+        size = page.evaluate(
+            "() => { const r = document.querySelector('.simvis-pair [data-testid=\"mark-a\"]').getBoundingClientRect(); return [r.width, r.height]; }"
+        )
+        if cfg.ipc_grids:
+            printed = kernel_exec(
+                page,
+                (
                     "for _c in canvases.values():\n"
                     f"    _c.layout.width = '{2 * size[0]}px'; _c.layout.height = '{size[1]}px'\n"
                     "    _c.first_draw()\n"
-                    "print('ok')"))
-                if "ok" not in printed:
-                    raise RuntimeError(f"sizing the ipycanvas canvases failed: {printed}")
-                page.wait_for_timeout(1500)
-            print(f"[{time.perf_counter() - wall0:5.1f} s] widgets ready (panel {size[0]:.0f} x {size[1]:.0f} px)", flush=True)
-            targets = [("anywidget", g) for g in cfg.grids] + [("ipycanvas", g) for g in cfg.ipc_grids]
-            for front_end, grid in targets:
-                kind = "aw" if front_end == "anywidget" else "ipc"
-                r = page.evaluate(SELECT_TARGET, [kind, grid])
-                page.wait_for_timeout(400)
-                r = page.evaluate(SELECT_TARGET, [kind, grid])  # after scrolling settled
-                region = Region(r["left"], r["top"], r["width"], r["height"], int(r["canvasW"]), int(r["canvasH"]), r["fullWidth"])
-                case = Case(front_end, grid, grid * CELL_PX, region.width)
-                rng = random.Random(grid)
-                measure_single(page, case, region, cfg.moves, cfg.gap_ms, rng)
-                measure_drag(page, case, region)
-                measure_burst(page, case, region)
-                cases.append(case)
-                print(f"[{time.perf_counter() - wall0:5.1f} s] {front_end} {grid}x{grid}: single p50 {case.single.p50_ms:.1f} ms, "
-                      f"drag shown {case.drag.shown_pct:.0f} %, burst {case.burst.settle_ms:.1f} ms", flush=True)
-            busy1, mine = cpu_seconds()  # before the server and the browser stop
-            wall = time.perf_counter() - wall0
-            env["other_cpu_pct"] = 100.0 * max(0.0, busy1 - busy0 - (mine - mine0)) / (wall * (os.cpu_count() or 1))
-            errors = [e for e in page.errors if "ResizeObserver loop" not in e]  # type: ignore[attr-defined]
-            if errors:
-                env["page_errors"] = errors[:10]
-    env["load_end"] = load_average()
-    env["wall_s"] = time.perf_counter() - wall0
-    return {"cases": cases, "env": env}
+                    "print('ok')"
+                ),
+            )
+            if "ok" not in printed:
+                raise RuntimeError(f"sizing the ipycanvas canvases failed: {printed}")
+            page.wait_for_timeout(1500)
+        run.log(f"widgets ready (panel {size[0]:.0f} x {size[1]:.0f} px)")
+        targets = [("anywidget", g) for g in cfg.grids] + [("ipycanvas", g) for g in cfg.ipc_grids]
+        for front_end, grid in targets:
+            kind = "aw" if front_end == "anywidget" else "ipc"
+            r = page.evaluate(SELECT_TARGET, [kind, grid])
+            page.wait_for_timeout(400)
+            r = page.evaluate(SELECT_TARGET, [kind, grid])  # after scrolling settled
+            region = Region(
+                r["left"], r["top"], r["width"], r["height"], int(r["canvasW"]), int(r["canvasH"]), r["fullWidth"]
+            )
+            case = Case(front_end, grid, grid * CELL_PX, region.width)
+            rng = random.Random(grid)
+            measure_single(page, case, region, cfg.moves, cfg.gap_ms, rng)
+            measure_drag(page, case, region)
+            measure_burst(page, case, region)
+            cases.append(case)
+            run.log(
+                f"{front_end} {grid}x{grid}: single p50 {case.single.p50_ms:.1f} ms, "
+                f"drag shown {case.drag.shown_pct:.0f} %, burst {case.burst.settle_ms:.1f} ms"
+            )
+        busy1, mine = cpu_seconds()  # before the server and the browser stop
+        wall = run.elapsed()
+        env["other_cpu_pct"] = 100.0 * max(0.0, busy1 - busy0 - (mine - mine0)) / (wall * (os.cpu_count() or 1))
+        errors = [e for e in page.errors if "ResizeObserver loop" not in e]  # type: ignore[attr-defined]
+        if errors:
+            env["page_errors"] = errors[:10]
+    return cases, env
 
 
 def fmt(v: float, digits: int = 1) -> str:
@@ -842,33 +806,49 @@ def mark(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def report(cfg: Config, cases: list[Case], env: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def report(
+    cfg: Config, cases: list[Case], env: dict[str, Any], run: Run, info: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
     lines: list[str] = []
     add = lines.append
-    add("Live-hover latency in JupyterLab 4 + headless Chromium (Playwright), PairExplorer (anywidget, maps computed in JS)")
+    add(
+        "Live-hover latency in JupyterLab 4 + headless Chromium (Playwright), PairExplorer (anywidget, maps computed in JS)"
+    )
     add("vs ipycanvas with the map computed in the kernel per mouse move.")
-    add(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; browser: {env.get('user_agent', '?')}")
-    add(f"load average at start {env['load_start']}, at end {env['load_end']}; wall time {env['wall_s']:.0f} s; other processes "
-        f"(not this benchmark, its server, kernel or browser) kept the CPUs {fmt(env.get('other_cpu_pct', float('nan')), 0)} % busy")
+    lines.extend(header(info, run))
+    add(
+        f"browser: {env.get('user_agent', '?')}; wall time {run.total_s:.0f} s; other processes "
+        f"(not this benchmark, its server, kernel or browser) kept the CPUs {fmt(env.get('other_cpu_pct', float('nan')), 0)} % busy"
+    )
     if env.get("other_cpu_pct", 0.0) > 10:
         add("WARNING: other processes competed for the CPUs during the run: timings are inflated and noisy")
-    add(f"single moves: {cfg.moves} per case, {cfg.gap_ms:.0f} ms pause after each paint; drag: {DRAG_MOVES} real moves at 60 Hz "
-        f"(page.mouse.move); burst: {BURST_MOVES} synthetic in-page events")
+    add(
+        f"single moves: {cfg.moves} per case, {cfg.gap_ms:.0f} ms pause after each paint; drag: {DRAG_MOVES} real moves at 60 Hz "
+        f"(page.mouse.move); burst: {BURST_MOVES} synthetic in-page events"
+    )
     if cfg.quick:
         add("--quick: ipycanvas measured on " + ", ".join(f"{g}x{g}" for g in cfg.ipc_grids) + " only")
     add("")
-    head = (f"{'front end':<10} {'grid':>5} {'img px':>6} | {'(a) single move: p50':>20} {'p95':>6} {'max':>6} {'n':>4} | "
-            f"{'(b) drag: shown':>15} {'recv':>5} {'lag p50':>7} {'p90':>6} | {'(c) burst settle':>16} {'loop':>6}")
+    head = (
+        f"{'front end':<10} {'grid':>5} {'img px':>6} | {'(a) single move: p50':>20} {'p95':>6} {'max':>6} {'n':>4} | "
+        f"{'(b) drag: shown':>15} {'recv':>5} {'lag p50':>7} {'p90':>6} | {'(c) burst settle':>16} {'loop':>6}"
+    )
     add(head)
     add("-" * len(head))
     for c in cases:
         s, d, b = c.single, c.drag, c.burst
-        add(f"{c.front_end:<10} {c.grid:>2}x{c.grid:<2} {c.image_px:>6} | {fmt(s.p50_ms):>17} ms {fmt(s.p95_ms):>6} {fmt(s.max_ms):>6} {s.n:>4} | "
+        add(
+            f"{c.front_end:<10} {c.grid:>2}x{c.grid:<2} {c.image_px:>6} | {fmt(s.p50_ms):>17} ms {fmt(s.p95_ms):>6} {fmt(s.max_ms):>6} {s.n:>4} | "
             f"{fmt(d.shown_pct, 0):>13} % {fmt(d.received_pct, 0):>4}% {fmt(d.lag_p50_ms):>7} {fmt(d.lag_p90_ms):>6} | "
-            f"{fmt(b.settle_ms):>13} ms {fmt(b.dispatch_loop_ms):>6}")
-    add(f"{'goal':<10} {'':>5} {'':>6} | {'<= ' + fmt(GOALS['p50_ms'], 0):>17} ms {'<= ' + fmt(GOALS['p95_ms'], 0):>6} {'':>6} {'':>4} | "
-        f"{'>= ' + fmt(GOALS['drag_shown_pct'], 0):>13} % {'':>5} {'':>7} {'':>6} | {'<= ' + fmt(GOALS['burst_settle_ms'], 0):>13} ms")
-    add("(all times ms; 'recv' = share of the dispatched drag moves the page received as events; 'loop' = duration of the in-page dispatch loop)")
+            f"{fmt(b.settle_ms):>13} ms {fmt(b.dispatch_loop_ms):>6}"
+        )
+    add(
+        f"{'goal':<10} {'':>5} {'':>6} | {'<= ' + fmt(GOALS['p50_ms'], 0):>17} ms {'<= ' + fmt(GOALS['p95_ms'], 0):>6} {'':>6} {'':>4} | "
+        f"{'>= ' + fmt(GOALS['drag_shown_pct'], 0):>13} % {'':>5} {'':>7} {'':>6} | {'<= ' + fmt(GOALS['burst_settle_ms'], 0):>13} ms"
+    )
+    add(
+        "(all times ms; 'recv' = share of the dispatched drag moves the page received as events; 'loop' = duration of the in-page dispatch loop)"
+    )
     add("")
     add("Goals (anywidget):")
     goals: dict[str, Any] = {}
@@ -901,7 +881,9 @@ def report(cfg: Config, cases: list[Case], env: dict[str, Any]) -> tuple[str, di
                 "burst_settle": i.burst.settle_ms / a.burst.settle_ms,
             }
             ratios[f"{g}x{g}"] = r
-            add(f"  {g:>2}x{g:<2} | {fmt(r['single_p50']):>9}x {fmt(r['single_p95']):>9}x {fmt(r['drag_lag_p50']):>11}x {fmt(r['burst_settle']):>11}x")
+            add(
+                f"  {g:>2}x{g:<2} | {fmt(r['single_p50']):>9}x {fmt(r['single_p95']):>9}x {fmt(r['drag_lag_p50']):>11}x {fmt(r['burst_settle']):>11}x"
+            )
         missing = [g for g in aw if g not in ipc]
         if missing:
             add("  (ipycanvas not measured for " + ", ".join(f"{g}x{g}" for g in missing) + ")")
@@ -910,17 +892,23 @@ def report(cfg: Config, cases: list[Case], env: dict[str, Any]) -> tuple[str, di
     for c in cases:
         s, d, b = c.single, c.drag, c.burst
         if c.front_end == "anywidget":
-            add(f"  anywidget {c.grid:>2}x{c.grid:<2}: input queueing (timeStamp -> handler) p50 {fmt(s.dispatch_p50_ms)}; "
+            add(
+                f"  anywidget {c.grid:>2}x{c.grid:<2}: input queueing (timeStamp -> handler) p50 {fmt(s.dispatch_p50_ms)}; "
                 f"first draw showing the moved-to cell p50 {fmt(s.first_draw_p50_ms)} p95 {fmt(s.first_draw_p95_ms)}; "
                 f"draws per single move {fmt(s.draws_per_move, 2)}; one draw p50 {fmt(s.draw_cost_p50_ms, 2)} max {fmt(s.draw_cost_max_ms, 2)}; "
                 f"drag: {d.draws} draws, input queueing p50 {fmt(d.queueing_p50_ms)} p90 {fmt(d.queueing_p90_ms)}, event interval p50 {fmt(d.event_interval_p50_ms)} (Python {fmt(d.interval_p50_ms)}); "
-                f"burst: {b.draws} draws ({b.traced_draws} traced), dispatch loop {fmt(b.dispatch_loop_ms)}")
-            add(f"      input queueing p95 {fmt(s.dispatch_p95_ms)}; burst profile (second burst, ms in): "
-                + ", ".join(f"{k} {fmt(v, 0 if k.startswith('n_') else 1)}" for k, v in b.profile.items()))
+                f"burst: {b.draws} draws ({b.traced_draws} traced), dispatch loop {fmt(b.dispatch_loop_ms)}"
+            )
+            add(
+                f"      input queueing p95 {fmt(s.dispatch_p95_ms)}; burst profile (second burst, ms in): "
+                + ", ".join(f"{k} {fmt(v, 0 if k.startswith('n_') else 1)}" for k, v in b.profile.items())
+            )
         else:
-            add(f"  ipycanvas {c.grid:>2}x{c.grid:<2}: input queueing p50 {fmt(s.dispatch_p50_ms)}; "
+            add(
+                f"  ipycanvas {c.grid:>2}x{c.grid:<2}: input queueing p50 {fmt(s.dispatch_p50_ms)}; "
                 f"p95 {fmt(s.dispatch_p95_ms)}; drag: {d.draws} paints, input queueing p50 {fmt(d.queueing_p50_ms)}, last move painted {fmt(d.settle_after_last_ms, 0)} ms after it happened, event interval p50 "
-                f"{fmt(d.event_interval_p50_ms)} (Python {fmt(d.interval_p50_ms)}); burst: {b.draws} paints")
+                f"{fmt(d.event_interval_p50_ms)} (Python {fmt(d.interval_p50_ms)}); burst: {b.draws} paints"
+            )
         for p in c.problems:
             add(f"    problem: {p}")
     add("")
@@ -934,42 +922,36 @@ def report(cfg: Config, cases: list[Case], env: dict[str, Any]) -> tuple[str, di
     if env.get("page_errors"):
         add("page errors: " + " | ".join(env["page_errors"]))
     result = {
-        "config": asdict(cfg), "goals": GOALS, "env": env,
-        "cases": [asdict(c) for c in cases], "goals_met": goals, "ratios_ipycanvas_over_anywidget": ratios,
+        "config": asdict(cfg),
+        "goals": GOALS,
+        "machine": info,
+        "env": {**env, **run.record()},
+        "cases": [asdict(c) for c in cases],
+        "goals_met": goals,
+        "ratios_ipycanvas_over_anywidget": ratios,
     }
     return "\n".join(lines), result
 
 
-def _finite(value: Any) -> Any:
-    """NaN / inf -> None, so the JSON is strict."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="ipycanvas on 14x14 only")
-    parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser = arg_parser(__doc__, "ipycanvas on 14x14 only, 100 single moves", threads=False)
     parser.add_argument("--moves", type=int, default=None, help="single moves per case (default 200; 100 with --quick)")
     parser.add_argument("--gap-ms", type=float, default=50.0, help="pause after each single move's paint (default 50)")
-    parser.add_argument("--grids", type=int, nargs="+", default=list(GRIDS), help="cells per image side (default 7 14 32)")
+    parser.add_argument(
+        "--grids", type=int, nargs="+", default=list(GRIDS), help="cells per image side (default 7 14 32)"
+    )
     args = parser.parse_args(argv)
     grids = tuple(args.grids)
     ipc_grids = (tuple(g for g in grids if g == 14) or grids[:1]) if args.quick else grids
     moves = args.moves if args.moves is not None else (100 if args.quick else 200)
     cfg = Config(grids=grids, ipc_grids=ipc_grids, moves=moves, gap_ms=args.gap_ms, quick=args.quick)
-    out = run(cfg)
-    text, result = report(cfg, out["cases"], out["env"])
+    run = Run.start()
+    cases, env = measure_cases(cfg, run)
+    run.finish()
+    text, result = report(cfg, cases, env, run, machine_info(None, PACKAGES))
     print()
     print(text)
-    if args.json:
-        args.json.write_text(json.dumps(_finite(result), indent=1))
-        print(f"\nwrote {args.json}")
+    write_json(args.json, result)
     return 0
 
 

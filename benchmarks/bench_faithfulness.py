@@ -39,9 +39,10 @@ Model: the embedded default ``ModelSession.from_pretrained("efficientnet_lite0",
 
 Run from the repository root::
 
-    python benchmarks/bench_faithfulness.py            # 10 photos, 26 pairs: ~2-5 minutes on 2 CPU cores
-    python benchmarks/bench_faithfulness.py --quick    # 5 photos, 12 pairs, coarser grid: under 2 minutes
-    python benchmarks/bench_faithfulness.py --json results.json
+    python -m benchmarks.bench_faithfulness            # 10 photos, 26 pairs: ~2-5 minutes on 2 CPU cores
+    python -m benchmarks.bench_faithfulness --quick    # 5 photos, 12 pairs, coarser grid: under 2 minutes
+    python -m benchmarks.bench_faithfulness --quick --photos 1   # 2 pairs: the quickest check that it runs
+    python -m benchmarks.bench_faithfulness --json results.json
 
 ``--pooling max|gem`` runs the same on a session variant with another pooling (for average pooling and a
 dot target, Grad-CAM's pre-ReLU map equals ours up to a positive factor, so only its ReLU, bilinear upsampling
@@ -52,24 +53,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import sys
-import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _machine  # noqa: E402  (the benchmarks folder)
-from bench_explain import DotTarget, EmbeddingNet, _corr, _to_grid, feature_module, machine_info  # noqa: E402
-
-from simvis_widgets import ModelSession  # noqa: E402
-from simvis_widgets.datasets import GALLERY_PHOTOS, demo_views  # noqa: E402
+from benchmarks.attribution import PACKAGES, CosTarget, DotTarget, EmbeddingNet, corr, feature_module, to_grid
+from benchmarks.harness import Run, arg_parser, header, machine_info, override, write_json
+from simvis_widgets import ModelSession
+from simvis_widgets.datasets import GALLERY_PHOTOS, demo_views
 
 REMOVALS: tuple[str, ...] = ("mean", "blur")
 METHODS: tuple[str, ...] = ("ours", "gradcam_dot", "gradcam_cos", "random", "ours_reversed")
@@ -114,23 +109,15 @@ QUICK = Settings(photos=5, cross_pairs=2, step_percent=10, seeds=2, quick=True)
 # --------------------------------------------------------------------------------------------------
 
 
-class CosTarget:
-    """Grad-CAM target: cosine similarity of the output embedding with a fixed (detached) embedding."""
-
-    def __init__(self, other: Tensor) -> None:
-        self.other = other.detach()
-
-    def __call__(self, model_output: Tensor) -> Tensor:
-        return F.cosine_similarity(model_output, self.other, dim=-1)
-
-
 def order_cells(values: np.ndarray, rng: np.random.Generator, descending: bool = True) -> np.ndarray:
     """Flat cell indices by value (highest first when ``descending``), ties in a random order."""
     v = np.asarray(values, dtype=np.float64).ravel()
     return np.lexsort((rng.random(v.size), -v if descending else v))
 
 
-def remove_cells(image: np.ndarray, fill: np.ndarray, cells: np.ndarray, grid: tuple[int, int], stride: int) -> np.ndarray:
+def remove_cells(
+    image: np.ndarray, fill: np.ndarray, cells: np.ndarray, grid: tuple[int, int], stride: int
+) -> np.ndarray:
     """``image`` with the ``stride x stride`` blocks of the flat cell indices ``cells`` taken from ``fill``."""
     mask = np.zeros(grid[0] * grid[1], dtype=bool)
     mask[cells] = True
@@ -203,8 +190,16 @@ def _rankdata(x: np.ndarray) -> np.ndarray:
 
 
 def bench_pair(
-    session: ModelSession, net: EmbeddingNet, cam: Any, img_a: np.ndarray, img_b: np.ndarray,
-    names: tuple[str, str], group: str, s: Settings, rng: np.random.Generator, steps: np.ndarray,
+    session: ModelSession,
+    net: EmbeddingNet,
+    cam: Any,
+    img_a: np.ndarray,
+    img_b: np.ndarray,
+    names: tuple[str, str],
+    group: str,
+    s: Settings,
+    rng: np.random.Generator,
+    steps: np.ndarray,
     sanity: dict[str, Any],
 ) -> tuple[PairResult, int]:
     prep_a = session.prepare(img_a)
@@ -217,14 +212,17 @@ def bench_pair(
     scorer = Scorer(session, e_b)
     s0 = scorer.scores([prep_a])[0]
     sanity.setdefault("max_abs_embed_score_minus_explain_score", 0.0)
-    sanity["max_abs_embed_score_minus_explain_score"] = max(sanity["max_abs_embed_score_minus_explain_score"], abs(s0 - ex.score))
+    sanity["max_abs_embed_score_minus_explain_score"] = max(
+        sanity["max_abs_embed_score_minus_explain_score"], abs(s0 - ex.score)
+    )
     sanity.setdefault("max_abs_map_sum_plus_global_minus_score", 0.0)
     sanity["max_abs_map_sum_plus_global_minus_score"] = max(
-        sanity["max_abs_map_sum_plus_global_minus_score"], abs(float(ex.map_a.sum()) + ex.global_term - ex.score))
+        sanity["max_abs_map_sum_plus_global_minus_score"], abs(float(ex.map_a.sum()) + ex.global_term - ex.score)
+    )
 
     # ---- maps -> orders ---------------------------------------------------------------------------
     ours = ex.map_a.detach().cpu().numpy()
-    x_a, x_b = session._to_input([prep_a]), session._to_input([session.prepare(img_b)])
+    x_a, x_b = session.to_input([prep_a]), session.to_input([session.prepare(img_b)])
     with torch.no_grad():
         e_b_raw = net(x_b)[0].detach()
     cam_dot = cam(input_tensor=x_a, targets=[DotTarget(e_b_raw)])[0]
@@ -233,8 +231,8 @@ def bench_pair(
     pre_relu = (grads.mean(dim=(1, 2))[:, None, None] * acts).sum(0).numpy()
     cam_cos = cam(input_tensor=x_a, targets=[CosTarget(e_b_raw)])[0]
     net.zero_grad(set_to_none=True)
-    gc_dot = _to_grid(cam_dot, grid).numpy()
-    gc_cos = _to_grid(cam_cos, grid).numpy()
+    gc_dot = to_grid(cam_dot, grid).numpy()
+    gc_cos = to_grid(cam_cos, grid).numpy()
 
     orders: dict[str, list[np.ndarray]] = {
         "ours": [order_cells(ours, rng)],
@@ -245,7 +243,7 @@ def bench_pair(
     }
 
     # ---- deletion curves --------------------------------------------------------------------------
-    counts = [int(round(k * n_cells)) for k in steps]
+    counts = [round(float(k) * n_cells) for k in steps]
     curves: dict[str, dict[str, list[float]]] = {}
     auc: dict[str, dict[str, float]] = {}
     for removal in REMOVALS:
@@ -268,11 +266,18 @@ def bench_pair(
             auc[removal][method] = trapezoid(curve / s0, steps)
     session.clear_cache()
     res = PairResult(
-        a=names[0], b=names[1], group=group, input_a=list(prep_a.shape[:2]), grid_a=list(grid), score=s0,
-        curves=curves, auc=auc,
-        corr_gradcam_dot_vs_ours=_corr(gc_dot, ours), corr_gradcam_dot_pre_relu_vs_ours=_corr(pre_relu, ours),
-        spearman_gradcam_dot_vs_ours=_corr(_rankdata(gc_dot.ravel()), _rankdata(ours.ravel())),
-        corr_gradcam_cos_vs_ours=_corr(gc_cos, ours),
+        a=names[0],
+        b=names[1],
+        group=group,
+        input_a=list(prep_a.shape[:2]),
+        grid_a=list(grid),
+        score=s0,
+        curves=curves,
+        auc=auc,
+        corr_gradcam_dot_vs_ours=corr(gc_dot, ours),
+        corr_gradcam_dot_pre_relu_vs_ours=corr(pre_relu, ours),
+        spearman_gradcam_dot_vs_ours=corr(_rankdata(gc_dot.ravel()), _rankdata(ours.ravel())),
+        corr_gradcam_cos_vs_ours=corr(gc_cos, ours),
     )
     return res, scorer.forwards
 
@@ -297,7 +302,12 @@ def summary(x: Sequence[float]) -> dict[str, float]:
     a = np.asarray(x, dtype=np.float64)
     n = a.size
     std = float(a.std(ddof=1)) if n > 1 else float("nan")
-    return {"mean": float(a.mean()), "std": std, "ci95": _t975(n) * std / math.sqrt(n) if n > 1 else float("nan"), "n": n}
+    return {
+        "mean": float(a.mean()),
+        "std": std,
+        "ci95": _t975(n) * std / math.sqrt(n) if n > 1 else float("nan"),
+        "n": n,
+    }
 
 
 def summarise(pairs: list[PairResult], steps: np.ndarray, groups: Sequence[str] | None = None) -> dict[str, Any]:
@@ -312,9 +322,14 @@ def summarise(pairs: list[PairResult], steps: np.ndarray, groups: Sequence[str] 
             drop10 = [p.score - p.curves[removal][method][i10] for p in chosen]
             drop20 = [p.score - p.curves[removal][method][i20] for p in chosen]
             out[removal][method] = {
-                "auc": summary(aucs), "drop10": summary(drop10), "drop20": summary(drop20),
-                "auc_minus_ours": summary(diffs), "pairs_better_than_ours": int(sum(d < 0 for d in diffs)),
-                "mean_curve_normalised": np.mean([np.asarray(p.curves[removal][method]) / p.score for p in chosen], axis=0).tolist(),
+                "auc": summary(aucs),
+                "drop10": summary(drop10),
+                "drop20": summary(drop20),
+                "auc_minus_ours": summary(diffs),
+                "pairs_better_than_ours": int(sum(d < 0 for d in diffs)),
+                "mean_curve_normalised": np.mean(
+                    [np.asarray(p.curves[removal][method]) / p.score for p in chosen], axis=0
+                ).tolist(),
             }
         out[removal]["floor_normalised"] = summary([p.curves[removal]["ours"][-1] / p.score for p in chosen])
     return out
@@ -327,17 +342,25 @@ def _pm(d: dict[str, float], fmt: str = "{:.3f}") -> str:
 def format_report(pairs: list[PairResult], steps: np.ndarray, stats: dict[str, Any], by_group: dict[str, Any]) -> str:
     lines: list[str] = []
     n = len(pairs)
-    lines.append(f"deletion AUC of s(k)/s(0) over k in [0, 1] (lower = better) and absolute score drops after removing the top "
-                 f"10 % / 20 % of cells (higher = better); mean ± 95 % CI over {n} pairs (std in brackets)")
-    head = (f"   {'removal':<8}{'method':<26}{'AUC':>25}{'drop @10 %':>25}{'drop @20 %':>25}"
-            f"{'AUC - AUC(ours)':>24}{'beats ours':>12}")
+    lines.append(
+        f"deletion AUC of s(k)/s(0) over k in [0, 1] (lower = better) and absolute score drops after removing the top "
+        f"10 % / 20 % of cells (higher = better); mean ± 95 % CI over {n} pairs (std in brackets)"
+    )
+    head = (
+        f"   {'removal':<8}{'method':<26}{'AUC':>25}{'drop @10 %':>25}{'drop @20 %':>25}"
+        f"{'AUC - AUC(ours)':>24}{'beats ours':>12}"
+    )
     lines.append(head)
     for removal in REMOVALS:
         for method in METHODS:
             r = stats[removal][method]
             beats = "-" if method == "ours" else f"{r['pairs_better_than_ours']}/{n}"
-            diff = "-" if method == "ours" else f"{r['auc_minus_ours']['mean']:+.4f} ± {r['auc_minus_ours']['ci95']:.4f}"
-            cells = "".join(f"{_pm(r[key]) + ' (' + format(r[key]['std'], '.3f') + ')':>25}" for key in ("auc", "drop10", "drop20"))
+            diff = (
+                "-" if method == "ours" else f"{r['auc_minus_ours']['mean']:+.4f} ± {r['auc_minus_ours']['ci95']:.4f}"
+            )
+            cells = "".join(
+                f"{_pm(r[key]) + ' (' + format(r[key]['std'], '.3f') + ')':>25}" for key in ("auc", "drop10", "drop20")
+            )
             lines.append(f"   {removal:<8}{METHOD_LABELS[method]:<26}{cells}{diff:>24}{beats:>12}")
         fl = stats[removal]["floor_normalised"]
         lines.append(f"   {removal:<8}{'(all cells removed)':<26}   s(100 %)/s(0) = {_pm(fl)} (same for every method)")
@@ -345,18 +368,25 @@ def format_report(pairs: list[PairResult], steps: np.ndarray, stats: dict[str, A
     lines.append("AUC by pair group (mean ± 95 % CI)")
     groups = [g for g in ("same", "cross") if g in by_group]
     counts = {g: sum(p.group == g for p in pairs) for g in groups}
-    lines.append(f"   {'removal':<8}{'method':<26}" + "".join(f"{f'{g} photo ({counts[g]} pairs)':>26}" for g in groups))
+    lines.append(
+        f"   {'removal':<8}{'method':<26}" + "".join(f"{f'{g} photo ({counts[g]} pairs)':>26}" for g in groups)
+    )
     for removal in REMOVALS:
         for method in METHODS:
-            lines.append(f"   {removal:<8}{METHOD_LABELS[method]:<26}"
-                         + "".join(f"{_pm(by_group[g][removal][method]['auc']):>26}" for g in groups))
+            lines.append(
+                f"   {removal:<8}{METHOD_LABELS[method]:<26}"
+                + "".join(f"{_pm(by_group[g][removal][method]['auc']):>26}" for g in groups)
+            )
     lines.append("")
     lines.append("mean deletion curves s(k)/s(0) over all pairs")
     for removal in REMOVALS:
         lines.append(f"   removal {removal}:")
         lines.append(f"   {'k %':>6}" + "".join(f"{m:>15}" for m in METHODS))
         for i, k in enumerate(steps):
-            lines.append(f"   {100 * k:6.0f}" + "".join(f"{stats[removal][m]['mean_curve_normalised'][i]:15.4f}" for m in METHODS))
+            lines.append(
+                f"   {100 * k:6.0f}"
+                + "".join(f"{stats[removal][m]['mean_curve_normalised'][i]:15.4f}" for m in METHODS)
+            )
     return "\n".join(lines)
 
 
@@ -381,15 +411,23 @@ def make_pairs(s: Settings) -> tuple[list[tuple[np.ndarray, np.ndarray, tuple[st
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--quick", action="store_true", help="5 photos, 12 pairs, 10 %% steps, 2 random seeds (under 2 minutes)")
-    ap.add_argument("--json", metavar="PATH", help="also write the results (summary and every pair's curves) as JSON to PATH")
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    ap.add_argument("--size", type=int, default=None, help=f"shorter side of the network input (default {Settings.size})")
-    ap.add_argument("--pooling", choices=("avg", "max", "gem"), default="avg", help="pooling of the session (default avg)")
+    ap = arg_parser(__doc__, "5 photos, 12 pairs, 10 %% steps, 2 random seeds (under 2 minutes)")
+    ap.add_argument(
+        "--size", type=int, default=None, help=f"shorter side of the network input (default {Settings.size})"
+    )
+    ap.add_argument(
+        "--pooling", choices=("avg", "max", "gem"), default="avg", help="pooling of the session (default avg)"
+    )
     ap.add_argument("--seeds", type=int, default=None, help="random orders per pair (default 3, 2 with --quick)")
-    ap.add_argument("--blur-sigma", type=float, default=None, help=f"Gaussian blur sigma in px (default {Settings.blur_sigma:g})")
-    ap.add_argument("--photos", type=int, default=None, help=f"number of demo photos (default {Settings.photos}, at most {len(GALLERY_PHOTOS)})")
+    ap.add_argument(
+        "--blur-sigma", type=float, default=None, help=f"Gaussian blur sigma in px (default {Settings.blur_sigma:g})"
+    )
+    ap.add_argument(
+        "--photos",
+        type=int,
+        default=None,
+        help=f"number of demo photos (default {Settings.photos}, at most {len(GALLERY_PHOTOS)})",
+    )
     return ap.parse_args(argv)
 
 
@@ -397,26 +435,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     from pytorch_grad_cam import GradCAM
 
-    base = QUICK if args.quick else Settings()
-    overrides: dict[str, Any] = {"threads": args.threads, "pooling": args.pooling}
-    for key in ("size", "seeds", "blur_sigma", "photos"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    s = Settings(**{**asdict(base), **overrides})
-    torch.set_num_threads(s.threads)
-    torch.manual_seed(0)
-    started = time.perf_counter()
-    load_start = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - started:6.1f} s] {msg}", file=sys.stderr, flush=True)
-
+    s = override(
+        QUICK if args.quick else Settings(),
+        threads=args.threads,
+        pooling=args.pooling,
+        size=args.size,
+        seeds=args.seeds,
+        blur_sigma=args.blur_sigma,
+        photos=args.photos,
+    )
+    run = Run.start(s.threads)
+    log = run.log
     session = ModelSession.from_pretrained("efficientnet_lite0", size=s.size, device="cpu", cache_size=8)
     if s.pooling != "avg":
         session = session.variant(pooling=s.pooling)
     log(repr(session))
-    layer_name, layer_module, layer_exact = feature_module(session)
     net = EmbeddingNet(session).eval()
+    layer_name, layer_module, layer_exact = feature_module(session, net)
     for p in net.parameters():
         p.requires_grad_(True)
     pairs, photos = make_pairs(s)
@@ -433,71 +468,95 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             res, n_fwd = bench_pair(session, net, cam, img_a, img_b, names, group, s, rng, steps, sanity)
             forwards += n_fwd
             results.append(res)
-            log(f"pair {i + 1}/{len(pairs)} {names[0]} vs {names[1]} ({group}): s={res.score:.4f}, grid "
+            log(
+                f"pair {i + 1}/{len(pairs)} {names[0]} vs {names[1]} ({group}): s={res.score:.4f}, grid "
                 f"{res.grid_a[0]}x{res.grid_a[1]}, AUC mean ours {res.auc['mean']['ours']:.3f} / gradcam_dot "
-                f"{res.auc['mean']['gradcam_dot']:.3f} / random {res.auc['mean']['random']:.3f}; {n_fwd} forwards")
+                f"{res.auc['mean']['gradcam_dot']:.3f} / random {res.auc['mean']['random']:.3f}; {n_fwd} forwards"
+            )
 
     stats = summarise(results, steps)
     by_group = {g: summarise(results, steps, [g]) for g in ("same", "cross") if any(p.group == g for p in results)}
     sanity["mean_corr_gradcam_dot_vs_ours"] = float(np.nanmean([p.corr_gradcam_dot_vs_ours for p in results]))
     sanity["min_corr_gradcam_dot_vs_ours"] = float(np.nanmin([p.corr_gradcam_dot_vs_ours for p in results]))
     sanity["mean_spearman_gradcam_dot_vs_ours"] = float(np.nanmean([p.spearman_gradcam_dot_vs_ours for p in results]))
-    sanity["mean_corr_gradcam_dot_pre_relu_vs_ours"] = float(np.nanmean([p.corr_gradcam_dot_pre_relu_vs_ours for p in results]))
+    sanity["mean_corr_gradcam_dot_pre_relu_vs_ours"] = float(
+        np.nanmean([p.corr_gradcam_dot_pre_relu_vs_ours for p in results])
+    )
     sanity["mean_corr_gradcam_cos_vs_ours"] = float(np.nanmean([p.corr_gradcam_cos_vs_ours for p in results]))
-    load_end = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    total = time.perf_counter() - started
-    info = machine_info(s.threads)
+    run.finish()
+    info = machine_info(s.threads, PACKAGES)
 
-    print(f"simvis_widgets faithfulness benchmark (CPU): deletion curves of ours vs Grad-CAM vs random "
-          f"({'quick' if s.quick else 'default'} mode)")
-    print(f"machine: torch {info['torch']}, threads {info['threads']} (interop {info['interop_threads']}), "
-          f"os.cpu_count() {info['cpu_count']}, CPU {info['cpu']}, python {info['python']}")
-    print(f"         grad-cam {info['grad-cam']}, timm {info['timm']}, torchvision {info['torchvision']}; "
-          f"load average start {load_start[0]:.2f}, end {load_end[0]:.2f}")
-    print(f"model:   {session!r}; Grad-CAM target layer {layer_name!r} (output equals the feature map: "
-          f"{'yes' if layer_exact else 'NO'})")
+    print(
+        f"simvis_widgets faithfulness benchmark (CPU): deletion curves of ours vs Grad-CAM vs random "
+        f"({'quick' if s.quick else 'default'} mode)"
+    )
+    print("\n".join(header(info, run)))
+    print(
+        f"model:   {session!r}; Grad-CAM target layer {layer_name!r} (output equals the feature map: "
+        f"{'yes' if layer_exact else 'NO'})"
+    )
     same = sum(p.group == "same" for p in results)
-    print(f"pairs:   {len(results)} ({same} same-photo: view 0 vs views 1 and 2 of {', '.join(photos)}; "
-          f"{len(results) - same} cross-photo: view 0 of one photo vs view 1 of the next); A = the first of each pair")
+    print(
+        f"pairs:   {len(results)} ({same} same-photo: view 0 vs views 1 and 2 of {', '.join(photos)}; "
+        f"{len(results) - same} cross-photo: view 0 of one photo vs view 1 of the next); A = the first of each pair"
+    )
     grids = sorted({f"{p.grid_a[0]}x{p.grid_a[1]}" for p in results})
-    print(f"removal: top k % of A's {'/'.join(grids)} feature cells (stride {session.stride} px blocks of the network "
-          f"input), k = 0..100 % in steps of {s.step_percent} %; mean = A's mean colour, blur = Gaussian sigma "
-          f"{s.blur_sigma:g} px; random = mean of {s.seeds} seeds per pair; {forwards} forward passes")
+    print(
+        f"removal: top k % of A's {'/'.join(grids)} feature cells (stride {session.stride} px blocks of the network "
+        f"input), k = 0..100 % in steps of {s.step_percent} %; mean = A's mean colour, blur = Gaussian sigma "
+        f"{s.blur_sigma:g} px; random = mean of {s.seeds} seeds per pair; {forwards} forward passes"
+    )
     print()
     print(format_report(results, steps, stats, by_group))
     print()
-    print(f"sanity: max |embed-based s(0) - explain(A, B).score| = {sanity['max_abs_embed_score_minus_explain_score']:.2e}; "
-          f"|explain(A_mod, B).score - embed-based score| on one modified image = {sanity.get('explain_vs_embed_on_modified', float('nan')):.2e}; "
-          f"max |map_a.sum() + global_term - score| = {sanity['max_abs_map_sum_plus_global_minus_score']:.2e}")
-    print(f"sanity: correlation of the cell maps with ours, mean over pairs: Grad-CAM dot (returned map, cell-averaged) "
-          f"Pearson {sanity['mean_corr_gradcam_dot_vs_ours']:.4f} (min {sanity['min_corr_gradcam_dot_vs_ours']:.4f}), "
-          f"Spearman {sanity['mean_spearman_gradcam_dot_vs_ours']:.4f}; Grad-CAM dot before ReLU/upsampling "
-          f"{sanity['mean_corr_gradcam_dot_pre_relu_vs_ours']:.4f}; Grad-CAM cosine {sanity['mean_corr_gradcam_cos_vs_ours']:.4f}")
+    print(
+        f"sanity: max |embed-based s(0) - explain(A, B).score| = {sanity['max_abs_embed_score_minus_explain_score']:.2e}; "
+        f"|explain(A_mod, B).score - embed-based score| on one modified image = {sanity.get('explain_vs_embed_on_modified', float('nan')):.2e}; "
+        f"max |map_a.sum() + global_term - score| = {sanity['max_abs_map_sum_plus_global_minus_score']:.2e}"
+    )
+    print(
+        f"sanity: correlation of the cell maps with ours, mean over pairs: Grad-CAM dot (returned map, cell-averaged) "
+        f"Pearson {sanity['mean_corr_gradcam_dot_vs_ours']:.4f} (min {sanity['min_corr_gradcam_dot_vs_ours']:.4f}), "
+        f"Spearman {sanity['mean_spearman_gradcam_dot_vs_ours']:.4f}; Grad-CAM dot before ReLU/upsampling "
+        f"{sanity['mean_corr_gradcam_dot_pre_relu_vs_ours']:.4f}; Grad-CAM cosine {sanity['mean_corr_gradcam_cos_vs_ours']:.4f}"
+    )
     if s.pooling == "avg":
-        print("note: with average pooling and no head, Grad-CAM's channel weights for a dot target are B's embedding / N, "
-              "so its pre-ReLU map is <a_i, e_B> / N, proportional to ours; the two rankings differ only through "
-              "Grad-CAM's ReLU, min-max scaling, bilinear upsampling and the cell averaging.")
-        print("note: removing a cell changes the cosine by (to first order) <a_fill - a_i, e_B/|e_B| - s e_A/|e_A|> / (N |e_A|): "
-              "the pre-ReLU map of Grad-CAM with a COSINE target is this marginal effect, while ours is the cell's share "
-              "<a_i, e_B/|e_B|> / (N |e_A|) of the score (it omits the -s <a_i, e_A/|e_A|> term: removing a cell also "
-              "shrinks |e_A|). A deletion curve measures the marginal effect; the first-order picture holds only for small k and "
-              "ignores the receptive fields' spread beyond a cell, so the curves above are the test of which ranking works.")
-    print("note: on cross-photo pairs s(0) is small and the filled image can be as similar to B as A is, so s(k)/s(0) "
-          "can exceed 1 (AUC > 1); compare methods on the paired differences and the same-photo group.")
-    cores = os.cpu_count() or 1
-    if load_start[0] > 0.5 * cores or load_end[0] > 1.5 * max(s.threads, 1):
-        print(f"note: the machine was busy (load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end, "
-              f"{cores} CPUs); this affects the runtime only, not the scores")
-    print(f"total benchmark time {total:.0f} s")
+        print(
+            "note: with average pooling and no head, Grad-CAM's channel weights for a dot target are B's embedding / N, "
+            "so its pre-ReLU map is <a_i, e_B> / N, proportional to ours; the two rankings differ only through "
+            "Grad-CAM's ReLU, min-max scaling, bilinear upsampling and the cell averaging."
+        )
+        print(
+            "note: removing a cell changes the cosine by (to first order) <a_fill - a_i, e_B/|e_B| - s e_A/|e_A|> / (N |e_A|): "
+            "the pre-ReLU map of Grad-CAM with a COSINE target is this marginal effect, while ours is the cell's share "
+            "<a_i, e_B/|e_B|> / (N |e_A|) of the score (it omits the -s <a_i, e_A/|e_A|> term: removing a cell also "
+            "shrinks |e_A|). A deletion curve measures the marginal effect; the first-order picture holds only for small k and "
+            "ignores the receptive fields' spread beyond a cell, so the curves above are the test of which ranking works."
+        )
+    print(
+        "note: on cross-photo pairs s(0) is small and the filled image can be as similar to B as A is, so s(k)/s(0) "
+        "can exceed 1 (AUC > 1); compare methods on the paired differences and the same-photo group."
+    )
+    busy = run.busy_note("this affects the runtime only, not the scores", label="note")
+    if busy:
+        print(busy)
+    print(f"total benchmark time {run.total_s:.0f} s")
 
     out: dict[str, Any] = {
-        "machine": info, "load_average_start": list(load_start), "load_average_end": list(load_end),
-        "settings": asdict(s), "model": repr(session), "gradcam_layer": layer_name, "gradcam_layer_exact": layer_exact,
-        "steps": steps.tolist(), "forwards": forwards, "total_s": total, "summary": stats, "by_group": by_group,
-        "sanity": sanity, "pairs": [asdict(p) for p in results],
+        "machine": info,
+        **run.record(),
+        "settings": asdict(s),
+        "model": repr(session),
+        "gradcam_layer": layer_name,
+        "gradcam_layer_exact": layer_exact,
+        "steps": steps.tolist(),
+        "forwards": forwards,
+        "summary": stats,
+        "by_group": by_group,
+        "sanity": sanity,
+        "pairs": results,
     }
-    if args.json:
-        _machine.write_json(args.json, out)
+    write_json(args.json, out)
     return out
 
 

@@ -20,12 +20,12 @@ Five measurements in one run, on the CPU (``--threads``, default 2):
    10 shipped real photos, shorter side 320 px) with ``ModelSession.from_pretrained("efficientnet_lite0",
    size=224)``, batch 16, ``num_workers`` 0 and 2, in images/s, next to the raw forward pass of the same model on
    the same preprocessed inputs in the same batches (``Gallery.build`` groups each batch of 16 by input shape;
-   the baseline uses exactly those groups): ``session._forward(session._to_input(group))`` timed alone, resizing
+   the baseline uses exactly those groups): ``session.forward(session.to_input(group))`` timed alone, resizing
    done beforehand. Goal: build throughput >= 90 % of the forward pass's. Runs are interleaved (forward, build 0,
    build 2, forward, ...), median of ``--index-repeats``.
-3. **Paint stroke -> strip refreshed, in a real browser.** A notebook generated in a temporary directory (with a
-   small script ``make_gallery.py`` next to it that it imports) builds, without running the model on the
-   gallery, a 10k-image ``Gallery(session, entries, embeddings, features, images=...)``: random normalised
+3. **Paint stroke -> strip refreshed, in a real browser.** A notebook generated in a temporary directory builds,
+   without running the model on the gallery, a 10k-image ``Gallery(session, entries, embeddings, features,
+   images=...)`` (``entries``: one ``GalleryEntry`` per image): random normalised
    ``(10000, 1280)`` embeddings, one shared ``(1280, 7, 7)`` float16 feature array for every image, 10 small
    thumbnails of the demo photos cycled over the 10k entries; the query is the motorcycle photo. It shows
    ``sv.RetrievalExplorer(session, gallery, query)``; JupyterLab 4 (``tests/jupyter_browser.py``: loopback, fresh
@@ -59,9 +59,10 @@ Five measurements in one run, on the CPU (``--threads``, default 2):
 
 Run from the repository root::
 
-    python benchmarks/bench_retrieval.py             # ~3-5 minutes on 2 CPU cores, 24 GiB RAM (peak RSS ~17 GB)
-    python benchmarks/bench_retrieval.py --quick     # no 1M, fewer repeats and strokes: ~1.5-2 minutes
-    python benchmarks/bench_retrieval.py --json results.json --parts 1 3
+    python -m benchmarks.bench_retrieval             # ~3-5 minutes on 2 CPU cores, 24 GiB RAM (peak RSS ~17 GB)
+    python -m benchmarks.bench_retrieval --quick     # no 1M, fewer repeats and strokes: ~1.5-2 minutes
+    python -m benchmarks.bench_retrieval --smoke     # every part at toy sizes: only checks that the script runs
+    python -m benchmarks.bench_retrieval --json results.json --parts 1 3
 
 Timings on a shared machine are noisy: the load average at start and end is printed, with a warning when it was
 high; ``--wait-load`` first waits (up to 10 minutes) for the 1-minute load average to drop below 1.2.
@@ -70,28 +71,46 @@ high; ``--wait-load`` first waits (up to 10 minutes) for the 1-minute load avera
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import math
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _machine  # noqa: E402  (the benchmarks folder)
+from benchmarks.harness import (
+    REPO,
+    Run,
+    Timing,
+    arg_parser,
+    available_bytes,
+    header,
+    jupyter_browser,
+    lab,
+    machine_info,
+    measure,
+    notebook,
+    override,
+    percentile,
+    proc_status,
+    seconds,
+    to_jsonable,
+    verdict,
+    write_json,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 K = 10
+PACKAGES = ("faiss-cpu", "jupyterlab", "playwright")
 GiB = 1 << 30
 MB = 1e6
 
@@ -126,34 +145,33 @@ class Settings:
     quick: bool = False
 
 
-QUICK = Settings(sizes=(1_000, 10_000, 100_000), search_repeats=7, index_views=6, index_repeats=2, strokes=4,
-                 stroke_moves=30, memory_saved=5_000, memory_saved_14=500, quick=True)
-
-
-@dataclass
-class Timing:
-    median_s: float
-    runs_s: list[float]
-
-    @property
-    def n(self) -> int:
-        return len(self.runs_s)
-
-
-def measure(fn: Callable[[], object], repeats: int, warmup: bool = True) -> Timing:
-    """One warm-up call (unless ``warmup=False``), then ``repeats`` timed calls; the median."""
-    if warmup:
-        fn()
-    runs = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - t0)
-    return Timing(statistics.median(runs), runs)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, float), q)) if len(values) else float("nan")
+QUICK = Settings(
+    sizes=(1_000, 10_000, 100_000),
+    search_repeats=7,
+    index_views=6,
+    index_repeats=2,
+    strokes=4,
+    stroke_moves=30,
+    memory_saved=5_000,
+    memory_saved_14=500,
+    quick=True,
+)
+SMOKE = Settings(
+    sizes=(1_000,),
+    dims=(1280,),
+    search_repeats=2,
+    index_views=1,
+    index_repeats=1,
+    browser_gallery=200,
+    strokes=1,
+    stroke_moves=10,
+    memory_full=10_000,
+    memory_saved=500,
+    memory_saved_14=100,
+    quality_views=2,
+    quick=True,
+)
+"""Toy sizes, every part: checks that the script runs (its numbers mean nothing)."""
 
 
 def random_rows(n: int, d: int, seed: int, chunk: int = 65_536) -> Tensor:
@@ -161,58 +179,16 @@ def random_rows(n: int, d: int, seed: int, chunk: int = 65_536) -> Tensor:
     gen = torch.Generator().manual_seed(seed)
     out = torch.empty(n, d, dtype=torch.float32)
     for start in range(0, n, chunk):
-        block = out[start: start + chunk]
+        block = out[start : start + chunk]
         torch.randn(block.shape, generator=gen, out=block)
         block.div_(block.norm(dim=1, keepdim=True))
     return out
-
-
-def available_bytes() -> int:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:  # pragma: no cover
-        with open("/proc/meminfo") as fh:
-            info = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in fh}
-        return info.get("MemAvailable", 0)
-
-
-def proc_status() -> dict[str, int]:
-    """VmRSS, VmHWM, RssAnon, RssFile of this process in bytes (Linux)."""
-    out: dict[str, int] = {}
-    try:
-        with open("/proc/self/status") as fh:
-            for ln in fh:
-                key = ln.split(":")[0]
-                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                    out[key] = int(ln.split()[1]) * 1024
-    except OSError:
-        pass
-    return out
-
-
-def load_average() -> tuple[float, float, float]:
-    return os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-
-
-def wait_for_load(threshold: float, max_s: float, log: Callable[[str], None]) -> float:
-    """Poll until the 1-minute load average is below ``threshold`` (at most ``max_s``); the seconds waited."""
-    t0 = time.monotonic()
-    while load_average()[0] >= threshold and time.monotonic() - t0 < max_s:
-        log(f" load average {load_average()[0]:.2f} >= {threshold}: waiting ...")
-        time.sleep(15)
-    return time.monotonic() - t0
 
 
 def _fmt_ms(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{x * 1e3:.3f}" if x < 0.01 else f"{x * 1e3:.2f}" if x < 1 else f"{x * 1e3:.0f}"
-
-
-def _verdict(met: bool | None) -> str:
-    return "info" if met is None else ("MET" if met else "NOT MET")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -250,8 +226,12 @@ def _agreement(a: Tensor, b: Tensor) -> str:
     return f"DIFFER ({len(set(a.tolist()) & set(b.tolist()))}/{len(a)} common)"
 
 
+def _plain_topk(matrix: Tensor, q: Tensor) -> Any:
+    return torch.topk(torch.matmul(matrix, q), K)
+
+
 def bench_search(s: Settings, sessions: dict[int, Any], log: Callable[[str], None]) -> list[SearchRow]:
-    from simvis_widgets.gallery import ExactIndex, FaissIndex, Gallery, _Entry
+    from simvis_widgets.gallery import ExactIndex, FaissIndex, Gallery, GalleryEntry
 
     rows: list[SearchRow] = []
     for d in s.dims:
@@ -273,38 +253,46 @@ def bench_search(s: Settings, sessions: dict[int, Any], log: Callable[[str], Non
             repeats = s.search_repeats_large if n >= 1_000_000 else s.search_repeats
             row.runs = repeats
             ours = ExactIndex(matrix)
-            row.ours = measure(lambda: ours.search(q, K), repeats)
-            row.plain = measure(lambda: torch.topk(torch.matmul(matrix, q), K), repeats)
+            row.ours = measure(functools.partial(ours.search, q, K), repeats)
+            row.plain = measure(functools.partial(_plain_topk, matrix, q), repeats)
             i_ours = ours.search(q, K)[1]
-            i_plain = torch.topk(torch.matmul(matrix, q), K).indices
+            i_plain = _plain_topk(matrix, q).indices
             row.agree_plain = _agreement(i_ours, i_plain)
             if need + GiB <= available_bytes():
                 t0 = time.perf_counter()
                 findex = FaissIndex(matrix)
                 row.faiss_build_s = time.perf_counter() - t0
-                row.faiss = measure(lambda: findex.search(q, K), repeats)
+                row.faiss = measure(functools.partial(findex.search, q, K), repeats)
                 row.agree_faiss = _agreement(i_ours, findex.search(q, K)[1])
                 del findex
                 gc.collect()
             else:
-                row.notes.append(f"FAISS skipped: its copy needs {need / GiB:.1f} GiB, {available_bytes() / GiB:.1f} GiB available")
+                row.notes.append(
+                    f"FAISS skipped: its copy needs {need / GiB:.1f} GiB, {available_bytes() / GiB:.1f} GiB available"
+                )
             # The Gallery path: the constructor makes the scoring matrix (a copy) and a transient; needs 2 x matrix.
             if session is None:
                 row.notes.append(f"gallery path skipped: no {d}-channel session")
             elif 2 * need + GiB > available_bytes():
-                row.notes.append(f"gallery path skipped: Gallery() needs ~{2 * need / GiB:.1f} GiB more "
-                                 f"(scoring copy + transient), {available_bytes() / GiB:.1f} GiB available")
+                row.notes.append(
+                    f"gallery path skipped: Gallery() needs ~{2 * need / GiB:.1f} GiB more "
+                    f"(scoring copy + transient), {available_bytes() / GiB:.1f} GiB available"
+                )
             else:
-                entries = [_Entry(i, "", None, (7, 7)) for i in range(n)]
+                entries = [GalleryEntry(i, "", None, (7, 7)) for i in range(n)]
                 shared = np.random.default_rng(d).random((d, 7, 7), dtype=np.float32).astype(np.float16)
                 gallery = Gallery(session, entries, matrix, [shared] * n)
                 g_repeats = s.gallery_repeats_large if n >= 1_000_000 else repeats
-                row.gallery = measure(lambda: gallery.search_features(feats, None, K), g_repeats)
-                row.gallery_exclude = measure(lambda: gallery.search_features(feats, None, K, exclude="0" * 40), g_repeats)
+                search = functools.partial(gallery.search_features, feats, None, K)
+                row.gallery = measure(search, g_repeats)
+                row.gallery_exclude = measure(functools.partial(search, exclude="0" * 40), g_repeats)
+                del search
                 del gallery, entries
-            log(f"    ours {_fmt_ms(row.ours.median_s)} ms, plain {_fmt_ms(row.plain.median_s)} ms, "
+            log(
+                f"    ours {_fmt_ms(row.ours.median_s)} ms, plain {_fmt_ms(row.plain.median_s)} ms, "
                 f"faiss {_fmt_ms(row.faiss.median_s if row.faiss else None)} ms, "
-                f"gallery {_fmt_ms(row.gallery.median_s if row.gallery else None)} ms")
+                f"gallery {_fmt_ms(row.gallery.median_s if row.gallery else None)} ms"
+            )
             del ours, matrix
             gc.collect()
     return rows
@@ -312,11 +300,15 @@ def bench_search(s: Settings, sessions: dict[int, Any], log: Callable[[str], Non
 
 def format_search(rows: list[SearchRow], s: Settings) -> list[str]:
     lines = [
-        "(1) search latency, top-10 of N random normalised float32 rows (median ms; ours = ExactIndex.search, "
-        "plain = torch.matmul + torch.topk, faiss = IndexFlatIP; gallery = Gallery.search_features, whole image, "
-        "incl. 10 region maps; +excl = with an exclude hash, as RetrievalExplorer's default exclude_self=True)",
-        f"   {'D':>5} {'N':>10} {'runs':>5} {'ours':>9} {'plain':>9} {'ours/plain':>10} {'faiss':>9} "
-        f"{'gallery':>9} {'+excl':>9}  {'top-10: ours vs plain / vs faiss'}",
+        (
+            "(1) search latency, top-10 of N random normalised float32 rows (median ms; ours = ExactIndex.search, "
+            "plain = torch.matmul + torch.topk, faiss = IndexFlatIP; gallery = Gallery.search_features, whole image, "
+            "incl. 10 region maps; +excl = with an exclude hash, as RetrievalExplorer's default exclude_self=True)"
+        ),
+        (
+            f"   {'D':>5} {'N':>10} {'runs':>5} {'ours':>9} {'plain':>9} {'ours/plain':>10} {'faiss':>9} "
+            f"{'gallery':>9} {'+excl':>9}  {'top-10: ours vs plain / vs faiss'}"
+        ),
     ]
     for r in rows:
         if r.ours is None or r.plain is None:
@@ -327,20 +319,27 @@ def format_search(rows: list[SearchRow], s: Settings) -> list[str]:
             f"   {r.d:>5} {r.n:>10,} {r.runs:>5} {_fmt_ms(r.ours.median_s):>9} {_fmt_ms(r.plain.median_s):>9} "
             f"{ratio:>9.2f}x {_fmt_ms(r.faiss.median_s if r.faiss else None):>9} "
             f"{_fmt_ms(r.gallery.median_s if r.gallery else None):>9} "
-            f"{_fmt_ms(r.gallery_exclude.median_s if r.gallery_exclude else None):>9}  {r.agree_plain} / {r.agree_faiss}")
+            f"{_fmt_ms(r.gallery_exclude.median_s if r.gallery_exclude else None):>9}  {r.agree_plain} / {r.agree_faiss}"
+        )
         for note in r.notes:
             lines.append(f"   {'':>5} {'':>10}  note: {note}")
-    builds = [f"N={r.n:,} D={r.d}: {r.faiss_build_s:.2f} s" for r in rows if r.faiss_build_s is not None and r.n >= 100_000]
+    builds = [
+        f"N={r.n:,} D={r.d}: {r.faiss_build_s:.2f} s" for r in rows if r.faiss_build_s is not None and r.n >= 100_000
+    ]
     if builds:
         lines.append("   FAISS index build (copy of the rows): " + ", ".join(builds))
     for d in s.dims:
         big = [r for r in rows if r.d == d and r.n == max(s.sizes)]
         if big and big[0].ratio is not None:
             ratio = big[0].ratio
-            lines.append(f"   goal: ours within 2x of plain matmul at N={max(s.sizes):,}, D={d}: {ratio:.2f}x   "
-                         f"{_verdict(ratio <= 2.0) if max(s.sizes) >= 1_000_000 else 'info (no 1M in --quick)'}")
+            lines.append(
+                f"   goal: ours within 2x of plain matmul at N={max(s.sizes):,}, D={d}: {ratio:.2f}x   "
+                f"{verdict(ratio <= 2.0) if max(s.sizes) >= 1_000_000 else 'info (no 1M in --quick)'}"
+            )
         elif big:
-            lines.append(f"   goal: ours within 2x of plain matmul at N={max(s.sizes):,}, D={d}: not measured ({'; '.join(big[0].notes)})")
+            lines.append(
+                f"   goal: ours within 2x of plain matmul at N={max(s.sizes):,}, D={d}: not measured ({'; '.join(big[0].notes)})"
+            )
     return lines
 
 
@@ -372,13 +371,13 @@ def bench_indexing(session: Any, s: Settings, log: Callable[[str], None]) -> Ind
     groups: list[list[np.ndarray]] = []
     for start in range(0, len(prepared), s.batch_size):  # Gallery.build: batches of batch_size, split by shape
         by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
-        for p in prepared[start: start + s.batch_size]:
+        for p in prepared[start : start + s.batch_size]:
             by_shape.setdefault(p.shape, []).append(p)
         groups.extend(by_shape.values())
 
     def forward_all() -> None:
         for g in groups:
-            session._forward(session._to_input(g))
+            session.forward(session.to_input(g))
 
     def build(workers: int) -> Callable[[], object]:
         return lambda: Gallery.build(images, session, batch_size=s.batch_size, num_workers=workers, progress=False)
@@ -389,27 +388,37 @@ def bench_indexing(session: Any, s: Settings, log: Callable[[str], None]) -> Ind
     runs: dict[str, list[float]] = {"forward": [], "0": [], "2": []}
     for r in range(s.index_repeats):
         for key, fn in (("forward", forward_all), ("0", build(0)), ("2", build(2))):
-            t0 = time.perf_counter()
-            fn()
-            runs[key].append(time.perf_counter() - t0)
-        log(f"  round {r + 1}: forward {runs['forward'][-1]:.2f} s, build(nw=0) {runs['0'][-1]:.2f} s, build(nw=2) {runs['2'][-1]:.2f} s")
-    timing = {k: Timing(statistics.median(v), v) for k, v in runs.items()}
-    return IndexResult(len(images), s.batch_size, len(groups), timing["forward"], {0: timing["0"], 2: timing["2"]},
-                       len({p.shape for p in prepared}))
+            runs[key].append(seconds(fn))
+        log(
+            f"  round {r + 1}: forward {runs['forward'][-1]:.2f} s, build(nw=0) {runs['0'][-1]:.2f} s, build(nw=2) {runs['2'][-1]:.2f} s"
+        )
+    timing = {k: Timing(tuple(v)) for k, v in runs.items()}
+    return IndexResult(
+        len(images),
+        s.batch_size,
+        len(groups),
+        timing["forward"],
+        {0: timing["0"], 2: timing["2"]},
+        len({p.shape for p in prepared}),
+    )
 
 
 def format_indexing(r: IndexResult, session: Any) -> list[str]:
     fwd = r.rate(r.forward)
     lines = [
-        f"(2) indexing throughput: Gallery.build on {r.images} demo views ({r.shapes} input shapes), {session.name} "
-        f"size {session.size}, batch {r.batch_size} ({r.groups} same-shape forward groups), median of {r.forward.n} interleaved runs",
+        (
+            f"(2) indexing throughput: Gallery.build on {r.images} demo views ({r.shapes} input shapes), {session.name} "
+            f"size {session.size}, batch {r.batch_size} ({r.groups} same-shape forward groups), median of {r.forward.n} interleaved runs"
+        ),
         f"   {'what':<58}{'time':>9}{'images/s':>10}{'of forward':>12}   goal      result",
-        f"   {'raw forward: _forward(_to_input(group)), inputs pre-resized':<58}{r.forward.median_s:>8.2f}s{fwd:>10.1f}{'100.0 %':>12}",
+        f"   {'raw forward: forward(to_input(group)), inputs pre-resized':<58}{r.forward.median_s:>8.2f}s{fwd:>10.1f}{'100.0 %':>12}",
     ]
     for workers, t in r.builds.items():
         share = r.rate(t) / fwd
-        lines.append(f"   {f'Gallery.build(num_workers={workers})':<58}{t.median_s:>8.2f}s{r.rate(t):>10.1f}"
-                     f"{100 * share:>10.1f} %   >= 90 %   {_verdict(share >= 0.9)}")
+        lines.append(
+            f"   {f'Gallery.build(num_workers={workers})':<58}{t.median_s:>8.2f}s{r.rate(t):>10.1f}"
+            f"{100 * share:>10.1f} %   >= 90 %   {verdict(share >= 0.9)}"
+        )
     return lines
 
 
@@ -417,16 +426,16 @@ def format_indexing(r: IndexResult, session: Any) -> list[str]:
 # (3) Paint stroke -> strip refreshed, in a real browser
 # --------------------------------------------------------------------------------------------------
 
-MAKE_GALLERY = '''"""The synthetic gallery of benchmarks/bench_retrieval.py part (3): no model runs on the gallery images."""
-import numpy as np
+SETUP_CELL = """import numpy as np
 import torch
 from PIL import Image
 
 import simvis_widgets as sv
-from simvis_widgets.gallery import _Entry
+from simvis_widgets.gallery import GalleryEntry
 
 
 def make(n, seed=0):
+    \"\"\"A synthetic n-image gallery: no model runs on the gallery images.\"\"\"
     torch.set_num_threads({threads})
     session = sv.ModelSession.from_pretrained("efficientnet_lite0", size=224, device="cpu")
     gen = torch.Generator().manual_seed(seed)
@@ -439,16 +448,12 @@ def make(n, seed=0):
         img = Image.fromarray(sv.datasets.demo_image(name))
         img.thumbnail((224, 224))
         thumbs.append(np.array(img))
-    entries = [_Entry(source=i, pixel_hash=f"{{i:040x}}", file_hash=None, grid=(7, 7), label=photos[i % len(photos)])
+    entries = [GalleryEntry(source=i, pixel_hash=f"{{i:040x}}", file_hash=None, grid=(7, 7), label=photos[i % len(photos)])
                for i in range(n)]
     gallery = sv.Gallery(session, entries, embeddings, [shared] * n, images=[thumbs[i % len(thumbs)] for i in range(n)])
     return session, gallery, sv.datasets.demo_image("motorcycle_left")
-'''
 
-SETUP_CELL = """import sys
-sys.path.insert(0, {root!r})
-import simvis_widgets as sv
-from make_gallery import make
+
 session, gallery, query = make({n})
 gallery"""
 
@@ -505,7 +510,8 @@ explorer.view.region_mode = 'region'
 explorer.view.query_region = {{'kind': 'cells', 'weights': w}}
 wt = explorer.weights()
 s = session
-q, e = region_query(explorer._feats, wt, s.pooling, s.p, s.head)
+enc = session.encode(query)  # the explorer's query, from the session's cache
+q, e = region_query(enc.features, wt, s.pooling, s.p, s.head)
 q = q.float() / float(e.norm())
 def med(fn, n={n}):
     fn()
@@ -515,8 +521,8 @@ def med(fn, n={n}):
     return statistics.median(runs)
 out = {{
     'explorer_search': med(explorer.search),
-    'search_features': med(lambda: gallery.search_features(explorer._feats, wt, 8, exclude=explorer._query_hash)),
-    'search_features_no_exclude': med(lambda: gallery.search_features(explorer._feats, wt, 8)),
+    'search_features': med(lambda: gallery.search_features(enc.features, wt, 8, exclude=enc.hash)),
+    'search_features_no_exclude': med(lambda: gallery.search_features(enc.features, wt, 8)),
     'index_search': med(lambda: gallery.index.search(q, 8)),
     'threads': torch.get_num_threads(),
 }}
@@ -542,8 +548,9 @@ class BrowserResult:
     error: str | None = None
 
 
-def _match(trace: list[dict[str, Any]], sends: list[dict[str, Any]],
-           answered: dict[int, list[float]]) -> list[int | None]:
+def _match(
+    trace: list[dict[str, Any]], sends: list[dict[str, Any]], answered: dict[int, list[float]]
+) -> list[int | None]:
     """Per render: the index in ``sends`` of the first send of the region it answers (see the module
     docstring); None where no send matches. ``answered``: results_version -> [signature, start, end]."""
     out: list[int | None] = []
@@ -561,97 +568,92 @@ def _match(trace: list[dict[str, Any]], sends: list[dict[str, Any]],
 
 
 def bench_browser(s: Settings, log: Callable[[str], None]) -> BrowserResult:
-    sys.path.insert(0, str(REPO / "tests"))
-    from jupyter_browser import chromium, jupyter_server, kernel_exec, open_and_run  # type: ignore[import-not-found]
-
+    jb = jupyter_browser()
+    open_and_run, kernel_exec = jb.open_and_run, jb.kernel_exec
     res = BrowserResult(gallery=s.browser_gallery, strokes=s.strokes)
     t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="simvis-bench-retrieval-") as tmp:
-        root, work = Path(tmp) / "nb", Path(tmp) / "jupyter"
-        root.mkdir()
-        work.mkdir()
-        (root / "make_gallery.py").write_text(MAKE_GALLERY.format(threads=s.threads))
-
-        def cell(src: str) -> dict[str, Any]:
-            return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
-
-        notebook = {
-            "cells": [cell(SETUP_CELL.format(root=str(root), n=s.browser_gallery)),
-                      cell("explorer = sv.RetrievalExplorer(session, gallery, query)\nexplorer")],
-            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-            "nbformat": 4, "nbformat_minor": 5,
-        }
-        (root / "bench_retrieval.ipynb").write_text(json.dumps(notebook, indent=1))
-        with jupyter_server(root, work) as server, chromium(work) as page:
-            log("  JupyterLab up; running the notebook ...")
-            open_and_run(page, server.lab("bench_retrieval.ipynb"))
-            page.wait_for_selector(".simvis-retrieval[data-results]", timeout=300_000)
-            page.wait_for_function("() => document.querySelectorAll('.simvis-retrieval .sv-card').length === 8", timeout=60_000)
-            widget = page.locator(".simvis-retrieval").first
-            widget.scroll_into_view_if_needed()
-            if "hooked" not in kernel_exec(page, KERNEL_HOOK):
-                raise RuntimeError("could not wrap explorer.search in the kernel")
-            page.wait_for_timeout(800)  # the region_mode change's search
-            page.evaluate(TRACE_HOOK)
-            res.query_grid = page.evaluate("() => document.querySelector('.simvis-retrieval').__simvis.model.get('query_grid')")
-            canvas = widget.locator('[data-testid="mark-q"]')
-            canvas.scroll_into_view_if_needed()
-            box = canvas.bounding_box()
-            res.canvas = [box["width"], box["height"]]
-            log(f"  widget ready (query canvas {box['width']:.0f} x {box['height']:.0f} px, grid {res.query_grid}); painting {s.strokes} strokes ...")
-            windows: list[tuple[float, float]] = []
-            clear = widget.get_by_role("button", name="Clear")
-            for stroke in range(s.strokes):
-                y = box["y"] + box["height"] * (0.15 + 0.7 * (stroke % 5) / 4 + 0.03 * (stroke // 5))
-                x0, x1 = box["x"] + 0.08 * box["width"], box["x"] + 0.92 * box["width"]
-                if stroke % 2:
-                    x0, x1 = x1, x0
-                page.mouse.move(x0, y)
-                t_begin = float(page.evaluate("() => performance.now()"))
-                page.mouse.down()
-                next_at = time.perf_counter()
-                for m in range(1, s.stroke_moves + 1):
-                    next_at += 1 / 60
-                    page.mouse.move(x0 + (x1 - x0) * m / s.stroke_moves, y + 6 * math.sin(m / 3))
-                    delay = next_at - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                page.mouse.up()
-                # settle: no new render for 600 ms (at most 15 s)
-                last, quiet_since, deadline = -1, time.perf_counter(), time.perf_counter() + 15
-                while time.perf_counter() < deadline:
-                    count = int(page.evaluate("() => document.querySelector('.simvis-retrieval').__simvis.trace.length"))
-                    if count != last:
-                        last, quiet_since = count, time.perf_counter()
-                    elif time.perf_counter() - quiet_since > 0.6:
-                        break
-                    page.wait_for_timeout(50)
-                windows.append((t_begin, float(page.evaluate("() => performance.now()"))))
-                clear.click()
-                page.wait_for_timeout(700)
-            trace = page.evaluate("() => document.querySelector('.simvis-retrieval').__simvis.trace")
-            sends = page.evaluate("() => window.__benchSends")
-            answered = {int(k): v for k, v in json.loads(kernel_exec(page, "print(_json.dumps(_answered))")).items()}
-            in_strokes = [e for e in trace if any(a <= e["shown"] <= b for a, b in windows)]
-            res.sends = sum(1 for snd in sends if any(a <= snd["t"] <= b for a, b in windows))
-            res.trace_ms = [float(e["shown"]) - float(e["sent"]) for e in in_strokes]
-            origin = float(page.evaluate("() => performance.timeOrigin"))
-            for e, i in zip(in_strokes, _match(in_strokes, sends, answered)):
-                if i is None:
-                    res.unmatched += 1
-                    continue
-                sent, shown = float(sends[i]["t"]), float(e["shown"])
-                res.matched_ms.append(shown - sent)
-                res.stale += int(sent < float(e["sent"]))
-                _, k0, k1 = answered[int(e["version"])]
-                res.phases.append([k0 - (origin + sent), k1 - k0, origin + shown - k1])
-            log(f"  {len(in_strokes)} refreshes during strokes; timing the search in the kernel ...")
-            printed = kernel_exec(page, KERNEL_TIMING.format(n=10 if s.quick else 30))
-            try:
-                res.kernel = json.loads(printed.strip().splitlines()[-1])
-            except (json.JSONDecodeError, IndexError):
-                res.error = f"kernel timing failed: {printed[-500:]}"
-            res.page_errors = [e for e in page.errors if "ResizeObserver loop" not in e][:5]  # type: ignore[attr-defined]
+    nb = notebook(
+        [
+            SETUP_CELL.format(threads=s.threads, n=s.browser_gallery),
+            "explorer = sv.RetrievalExplorer(session, gallery, query)\nexplorer",
+        ]
+    )
+    with lab("simvis-bench-retrieval-", {"bench_retrieval.ipynb": json.dumps(nb, indent=1)}) as (server, page):
+        log("  JupyterLab up; running the notebook ...")
+        open_and_run(page, server.lab("bench_retrieval.ipynb"))
+        page.wait_for_selector(".simvis-retrieval[data-results]", timeout=300_000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('.simvis-retrieval .sv-card').length === 8", timeout=60_000
+        )
+        widget = page.locator(".simvis-retrieval").first
+        widget.scroll_into_view_if_needed()
+        if "hooked" not in kernel_exec(page, KERNEL_HOOK):
+            raise RuntimeError("could not wrap explorer.search in the kernel")
+        page.wait_for_timeout(800)  # the region_mode change's search
+        page.evaluate(TRACE_HOOK)
+        res.query_grid = page.evaluate(
+            "() => document.querySelector('.simvis-retrieval').__simvis.model.get('query_grid')"
+        )
+        canvas = widget.locator('[data-testid="mark-q"]')
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        res.canvas = [box["width"], box["height"]]
+        log(
+            f"  widget ready (query canvas {box['width']:.0f} x {box['height']:.0f} px, grid {res.query_grid}); painting {s.strokes} strokes ..."
+        )
+        windows: list[tuple[float, float]] = []
+        clear = widget.get_by_role("button", name="Clear")
+        for stroke in range(s.strokes):
+            y = box["y"] + box["height"] * (0.15 + 0.7 * (stroke % 5) / 4 + 0.03 * (stroke // 5))
+            x0, x1 = box["x"] + 0.08 * box["width"], box["x"] + 0.92 * box["width"]
+            if stroke % 2:
+                x0, x1 = x1, x0
+            page.mouse.move(x0, y)
+            t_begin = float(page.evaluate("() => performance.now()"))
+            page.mouse.down()
+            next_at = time.perf_counter()
+            for m in range(1, s.stroke_moves + 1):
+                next_at += 1 / 60
+                page.mouse.move(x0 + (x1 - x0) * m / s.stroke_moves, y + 6 * math.sin(m / 3))
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            page.mouse.up()
+            # settle: no new render for 600 ms (at most 15 s)
+            last, quiet_since, deadline = -1, time.perf_counter(), time.perf_counter() + 15
+            while time.perf_counter() < deadline:
+                count = int(page.evaluate("() => document.querySelector('.simvis-retrieval').__simvis.trace.length"))
+                if count != last:
+                    last, quiet_since = count, time.perf_counter()
+                elif time.perf_counter() - quiet_since > 0.6:
+                    break
+                page.wait_for_timeout(50)
+            windows.append((t_begin, float(page.evaluate("() => performance.now()"))))
+            clear.click()
+            page.wait_for_timeout(700)
+        trace = page.evaluate("() => document.querySelector('.simvis-retrieval').__simvis.trace")
+        sends = page.evaluate("() => window.__benchSends")
+        answered = {int(k): v for k, v in json.loads(kernel_exec(page, "print(_json.dumps(_answered))")).items()}
+        in_strokes = [e for e in trace if any(a <= e["shown"] <= b for a, b in windows)]
+        res.sends = sum(1 for snd in sends if any(a <= snd["t"] <= b for a, b in windows))
+        res.trace_ms = [float(e["shown"]) - float(e["sent"]) for e in in_strokes]
+        origin = float(page.evaluate("() => performance.timeOrigin"))
+        for e, i in zip(in_strokes, _match(in_strokes, sends, answered)):
+            if i is None:
+                res.unmatched += 1
+                continue
+            sent, shown = float(sends[i]["t"]), float(e["shown"])
+            res.matched_ms.append(shown - sent)
+            res.stale += int(sent < float(e["sent"]))
+            _, k0, k1 = answered[int(e["version"])]
+            res.phases.append([k0 - (origin + sent), k1 - k0, origin + shown - k1])
+        log(f"  {len(in_strokes)} refreshes during strokes; timing the search in the kernel ...")
+        printed = kernel_exec(page, KERNEL_TIMING.format(n=10 if s.quick else 30))
+        try:
+            res.kernel = json.loads(printed.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            res.error = f"kernel timing failed: {printed[-500:]}"
+        res.page_errors = [e for e in page.errors if "ResizeObserver loop" not in e][:5]  # type: ignore[attr-defined]
     res.wall_s = time.perf_counter() - t_start
     return res
 
@@ -660,35 +662,46 @@ def format_browser(r: BrowserResult) -> list[str]:
     def stats(v: list[float]) -> str:
         if not v:
             return "no refreshes"
-        return f"p50 {percentile(v, 50):7.1f} ms   p95 {percentile(v, 95):7.1f} ms   max {max(v):7.1f} ms   count {len(v)}"
+        return (
+            f"p50 {percentile(v, 50):7.1f} ms   p95 {percentile(v, 95):7.1f} ms   max {max(v):7.1f} ms   count {len(v)}"
+        )
 
     lines = [
-        f"(3) paint stroke -> strip refreshed in JupyterLab + headless Chromium, RetrievalExplorer on a {r.gallery:,}-image "
-        f"gallery (1280-d, k=8, exclude_self), {r.strokes} strokes at 60 Hz, query grid {r.query_grid}",
+        (
+            f"(3) paint stroke -> strip refreshed in JupyterLab + headless Chromium, RetrievalExplorer on a {r.gallery:,}-image "
+            f"gallery (1280-d, k=8, exclude_self), {r.strokes} strokes at 60 Hz, query grid {r.query_grid}"
+        ),
     ]
     if r.error and not r.trace_ms:
         return lines + [f"   FAILED: {r.error}"]
     lines += [
-        f"   {r.sends} region sends during the strokes; {len(r.trace_ms)} strip renders, {r.stale} of them answering an older "
-        "region than the latest send",
+        (
+            f"   {r.sends} region sends during the strokes; {len(r.trace_ms)} strip renders, {r.stale} of them answering an older "
+            "region than the latest send"
+        ),
         f"   widget trace: shown - sent, by request id:   {stats(r.trace_ms)}",
         f"   matched to the send each render answers:     {stats(r.matched_ms)}"
         + (f"   ({r.unmatched} unmatched)" if r.unmatched else ""),
     ]
     if r.phases:
         ph = np.asarray(r.phases)
-        lines.append(f"   matched delay split (p50, wall clocks of page and kernel): send -> explorer.search starts {np.median(ph[:, 0]):.1f} ms, "
-                     f"explorer.search {np.median(ph[:, 1]):.1f} ms, search done -> strip shown {np.median(ph[:, 2]):.1f} ms")
+        lines.append(
+            f"   matched delay split (p50, wall clocks of page and kernel): send -> explorer.search starts {np.median(ph[:, 0]):.1f} ms, "
+            f"explorer.search {np.median(ph[:, 1]):.1f} ms, search done -> strip shown {np.median(ph[:, 2]):.1f} ms"
+        )
     p50 = percentile(r.trace_ms, 50)
     p50m = percentile(r.matched_ms, 50)
-    lines.append(f"   goal p50 <= 100 ms: trace {p50:.1f} ms {_verdict(p50 <= 100) if r.trace_ms else 'not measured'}; "
-                 f"matched {p50m:.1f} ms {_verdict(p50m <= 100) if r.matched_ms else 'not measured'}")
+    lines.append(
+        f"   goal p50 <= 100 ms: trace {p50:.1f} ms {verdict(p50 <= 100) if r.trace_ms else 'not measured'}; "
+        f"matched {p50m:.1f} ms {verdict(p50m <= 100) if r.matched_ms else 'not measured'}"
+    )
     k = r.kernel
     if k:
         lines.append(
             f"   in the kernel ({int(k.get('threads', 0))} torch threads, median): explorer.search() {k['explorer_search'] * 1e3:.2f} ms "
             f"(search + maps + thumbnails + payload); gallery.search_features {k['search_features'] * 1e3:.2f} ms with the "
-            f"exclude hash, {k['search_features_no_exclude'] * 1e3:.2f} ms without; gallery.index.search {k['index_search'] * 1e3:.2f} ms")
+            f"exclude hash, {k['search_features_no_exclude'] * 1e3:.2f} ms without; gallery.index.search {k['index_search'] * 1e3:.2f} ms"
+        )
     if r.error:
         lines.append(f"   note: {r.error}")
     if r.page_errors:
@@ -700,12 +713,11 @@ def format_browser(r: BrowserResult) -> list[str]:
 # (4) Memory
 # --------------------------------------------------------------------------------------------------
 
-LOAD_SCRIPT = """import json, sys, time
+LOAD_SCRIPT = """import json, time
 import torch
 import simvis_widgets as sv
 from simvis_widgets.gallery import Gallery
-sys.path.insert(0, {bench!r})
-from bench_retrieval import proc_status
+from benchmarks.harness import proc_status  # run with the repository root as the working directory
 torch.set_num_threads({threads})
 session = sv.ModelSession.from_pretrained("efficientnet_lite0", size=224, device="cpu")
 import gc; gc.collect()
@@ -733,10 +745,10 @@ class MemoryResult:
 
 
 def _save_gallery(session: Any, n: int, grid: int, path: Path) -> dict[str, Any]:
-    from simvis_widgets.gallery import Gallery, _Entry
+    from simvis_widgets.gallery import Gallery, GalleryEntry
 
     c = session.channels
-    entries = [_Entry(i, f"{i:040x}", None, (grid, grid), f"group{i % 10}") for i in range(n)]
+    entries = [GalleryEntry(i, f"{i:040x}", None, (grid, grid), f"group{i % 10}") for i in range(n)]
     shared = np.random.default_rng(grid).random((c, grid, grid), dtype=np.float32).astype(np.float16)
     gallery = Gallery(session, entries, random_rows(n, c, seed=grid), [shared] * n)
     t0 = time.perf_counter()
@@ -749,19 +761,30 @@ def _save_gallery(session: Any, n: int, grid: int, path: Path) -> dict[str, Any]
     features = n * c * grid * grid * 2
     embeddings = n * c * 4
     # the format: MAGIC + u64 + header (padded) -> align 64 -> embeddings -> align 64 -> features
-    align = lambda v: (v + 63) // 64 * 64  # noqa: E731
+
+    def align(v: int) -> int:
+        return (v + 63) // 64 * 64
+
     formula = align(align(8 + 8 + header_len) + embeddings) + features
-    return {"n": n, "grid": grid, "file_bytes": size, "formula_bytes": formula, "header_bytes": header_len,
-            "features_bytes": features, "embeddings_bytes": embeddings, "save_s": save_s}
+    return {
+        "n": n,
+        "grid": grid,
+        "file_bytes": size,
+        "formula_bytes": formula,
+        "header_bytes": header_len,
+        "features_bytes": features,
+        "embeddings_bytes": embeddings,
+        "save_s": save_s,
+    }
 
 
 def bench_memory(session: Any, s: Settings, log: Callable[[str], None]) -> MemoryResult:
-    from simvis_widgets.gallery import Gallery, _Entry
+    from simvis_widgets.gallery import Gallery, GalleryEntry
 
     n, c = s.memory_full, session.channels
     log(f"  a {n:,}-image in-memory Gallery ...")
     emb = random_rows(n, c, seed=1)
-    entries = [_Entry(i, f"{i:040x}", None, (7, 7)) for i in range(n)]
+    entries = [GalleryEntry(i, f"{i:040x}", None, (7, 7)) for i in range(n)]
     shared = np.random.default_rng(0).random((c, 7, 7), dtype=np.float32).astype(np.float16)
     gc.collect()
     before = proc_status().get("VmRSS", 0)
@@ -781,8 +804,10 @@ def bench_memory(session: Any, s: Settings, log: Callable[[str], None]) -> Memor
         path = Path(tmp) / "g7.simvis"
         for mmap in (True, False):
             log(f"  loading it in a fresh process, mmap={mmap} ...")
-            script = LOAD_SCRIPT.format(bench=str(Path(__file__).resolve().parent), threads=s.threads, path=str(path), mmap=mmap)
-            proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+            script = LOAD_SCRIPT.format(threads=s.threads, path=str(path), mmap=mmap)
+            proc = subprocess.run(
+                [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300, check=False
+            )
             if proc.returncode != 0:
                 loads[str(mmap)] = {"error": proc.stderr[-800:]}
             else:
@@ -792,22 +817,32 @@ def bench_memory(session: Any, s: Settings, log: Callable[[str], None]) -> Memor
 
 def format_memory(r: MemoryResult) -> list[str]:
     lines = [f"(4) memory of a {r.n_full:,}-image gallery (D={r.dim})"]
-    lines.append(f"   embeddings {r.n_full:,} x {r.dim} float32: {r.embeddings_bytes / MB:,.0f} MB; a Gallery over them grew RSS by "
-                 f"{r.gallery_rss_growth / MB:,.0f} MB ({'the scoring matrix is a second copy' if r.scoring_is_copy else 'scoring matrix shares the embeddings'}"
-                 f"; the caller's embeddings tensor is kept as Gallery.embeddings)")
-    lines.append("   saved file (Gallery.save): measured vs the format's formula, and the 100k size from the formula "
-                 "(features + embeddings exact, JSON header scaled linearly)")
-    lines.append(f"   {'grid':>6} {'saved N':>8} {'file MB':>10} {'formula':>10} {'header MB':>10} {'features/img':>13} "
-                 f"{'100k file GB':>13} {'100k features GB':>17}")
+    lines.append(
+        f"   embeddings {r.n_full:,} x {r.dim} float32: {r.embeddings_bytes / MB:,.0f} MB; a Gallery over them grew RSS by "
+        f"{r.gallery_rss_growth / MB:,.0f} MB ({'the scoring matrix is a second copy' if r.scoring_is_copy else 'scoring matrix shares the embeddings'}"
+        f"; the caller's embeddings tensor is kept as Gallery.embeddings)"
+    )
+    lines.append(
+        "   saved file (Gallery.save): measured vs the format's formula, and the 100k size from the formula "
+        "(features + embeddings exact, JSON header scaled linearly)"
+    )
+    lines.append(
+        f"   {'grid':>6} {'saved N':>8} {'file MB':>10} {'formula':>10} {'header MB':>10} {'features/img':>13} "
+        f"{'100k file GB':>13} {'100k features GB':>17}"
+    )
     for sv_ in r.saved:
         scale = r.n_full / sv_["n"]
         per_img = sv_["features_bytes"] / sv_["n"]
         full = (sv_["header_bytes"] * scale + 16 + 128) + r.n_full * r.dim * 4 + r.n_full * per_img
-        lines.append(f"   {sv_['grid']:>4}^2 {sv_['n']:>8,} {sv_['file_bytes'] / MB:>10,.1f} "
-                     f"{'exact' if sv_['formula_bytes'] == sv_['file_bytes'] else 'DIFFERS':>10} {sv_['header_bytes'] / MB:>10.2f} "
-                     f"{per_img / 1e3:>10.1f} kB {full / 1e9:>13.2f} {r.n_full * per_img / 1e9:>17.2f}")
-    lines.append(f"   loading the saved {r.n_loaded:,}-image 7x7 gallery in a fresh process (page cache warm: it was just written); "
-                 f"RSS growth, and x{r.n_full // r.n_loaded} for {r.n_full:,}:")
+        lines.append(
+            f"   {sv_['grid']:>4}^2 {sv_['n']:>8,} {sv_['file_bytes'] / MB:>10,.1f} "
+            f"{'exact' if sv_['formula_bytes'] == sv_['file_bytes'] else 'DIFFERS':>10} {sv_['header_bytes'] / MB:>10.2f} "
+            f"{per_img / 1e3:>10.1f} kB {full / 1e9:>13.2f} {r.n_full * per_img / 1e9:>17.2f}"
+        )
+    lines.append(
+        f"   loading the saved {r.n_loaded:,}-image 7x7 gallery in a fresh process (page cache warm: it was just written); "
+        f"RSS growth, and x{r.n_full // r.n_loaded} for {r.n_full:,}:"
+    )
     for mmap, d in r.loads.items():
         if "error" in d:
             lines.append(f"   mmap={mmap}: FAILED {d['error'][-300:]}")
@@ -817,9 +852,11 @@ def format_memory(r: MemoryResult) -> list[str]:
         peak = max(0, lo["VmHWM"] - b["VmRSS"])
         after = se["VmRSS"] - b["VmRSS"]
         scale = r.n_full / r.n_loaded
-        lines.append(f"   mmap={mmap!s:<5}  load {d['load_s']:.2f} s; RSS +{grow / MB:,.0f} MB after load (anon +"
-                     f"{(lo['RssAnon'] - b['RssAnon']) / MB:,.0f}, file-backed +{(lo['RssFile'] - b['RssFile']) / MB:,.0f}), "
-                     f"+{after / MB:,.0f} MB after one search, peak +{peak / MB:,.0f} MB  ->  100k: ~{grow * scale / 1e9:.2f} GB")
+        lines.append(
+            f"   mmap={mmap!s:<5}  load {d['load_s']:.2f} s; RSS +{grow / MB:,.0f} MB after load (anon +"
+            f"{(lo['RssAnon'] - b['RssAnon']) / MB:,.0f}, file-backed +{(lo['RssFile'] - b['RssFile']) / MB:,.0f}), "
+            f"+{after / MB:,.0f} MB after one search, peak +{peak / MB:,.0f} MB  ->  100k: ~{grow * scale / 1e9:.2f} GB"
+        )
     return lines
 
 
@@ -865,8 +902,10 @@ def bench_quality(s: Settings, log: Callable[[str], None]) -> QualityResult:
     gallery = Gallery.build(views.images, session, labels=views.groups, progress=False)
     n = len(gallery)
     log(f"  {n} images embedded; {n} whole-image queries + {len(set(views.groups))} region queries ...")
-    whole = [_ap([h.label for h in gallery.search(img, k=n - 1, exclude_self=True)], grp)
-             for img, grp in zip(views.images, views.groups)]
+    whole = [
+        _ap([h.label for h in gallery.search(img, k=n - 1, exclude_self=True)], grp)
+        for img, grp in zip(views.images, views.groups)
+    ]
     firsts = [i for i, name in enumerate(views.names) if name.endswith("/0")]
     region, region_whole = [], []
     for i in firsts:
@@ -877,16 +916,31 @@ def bench_quality(s: Settings, log: Callable[[str], None]) -> QualityResult:
             raise RuntimeError(f"exclude_self left {len(hits)} hits of {n - 1}")
         region.append(_ap([x.label for x in hits], grp))
         region_whole.append(whole[i])
-    mean = lambda v, j: float(np.mean([x[j] for x in v]))  # noqa: E731
-    return QualityResult(n, len(set(views.groups)), s.quality_size, mean(whole, 0), mean(whole, 1), len(firsts),
-                         mean(region, 0), mean(region, 1), mean(region_whole, 0), mean(region_whole, 1),
-                         time.perf_counter() - t0)
+
+    def mean(v: list[tuple[float, float]], j: int) -> float:
+        return float(np.mean([x[j] for x in v]))
+
+    return QualityResult(
+        n,
+        len(set(views.groups)),
+        s.quality_size,
+        mean(whole, 0),
+        mean(whole, 1),
+        len(firsts),
+        mean(region, 0),
+        mean(region, 1),
+        mean(region_whole, 0),
+        mean(region_whole, 1),
+        time.perf_counter() - t0,
+    )
 
 
 def format_quality(r: QualityResult) -> list[str]:
     return [
-        f"(5) quality: demo_views({r.images // r.groups}) = {r.images} images in {r.groups} groups, efficientnet_lite0 size {r.size}, "
-        "query left out (exclude_self), relevant = same source photo (informational)",
+        (
+            f"(5) quality: demo_views({r.images // r.groups}) = {r.images} images in {r.groups} groups, efficientnet_lite0 size {r.size}, "
+            "query left out (exclude_self), relevant = same source photo (informational)"
+        ),
         f"   {'queries':<58}{'precision@1':>12}{'mAP':>8}",
         f"   {f'whole image, all {r.images} views':<58}{r.whole_p1:>12.3f}{r.whole_map:>8.3f}",
         f"   {f'whole image, the {r.region_queries} first views':<58}{r.region_whole_p1:>12.3f}{r.region_whole_map:>8.3f}",
@@ -899,53 +953,34 @@ def format_quality(r: QualityResult) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def machine_info(threads: int) -> dict[str, Any]:
-    info = _machine.machine_info(threads, ("faiss-cpu", "jupyterlab", "playwright"))
-    info["faiss"] = info.get("faiss-cpu", "?")
-    return info
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--quick", action="store_true", help="no 1M rows, fewer repeats and strokes (~1.5-2 minutes)")
-    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    ap.add_argument("--parts", type=int, nargs="+", default=[1, 2, 3, 4, 5], choices=[1, 2, 3, 4, 5],
-                    help="which parts to run (default: all)")
-    ap.add_argument("--sizes", type=int, nargs="+", help="gallery sizes for part 1 (default 1k 10k 100k 1M; no 1M with --quick)")
-    ap.add_argument("--wait-load", action="store_true",
-                    help="first wait (up to 10 minutes) until the 1-minute load average is below 1.2")
+    ap = arg_parser(__doc__, "no 1M rows, fewer repeats and strokes (~1.5-2 minutes)")
+    ap.add_argument("--smoke", action="store_true", help="every part at toy sizes: checks that the script runs")
+    ap.add_argument(
+        "--parts",
+        type=int,
+        nargs="+",
+        default=[1, 2, 3, 4, 5],
+        choices=[1, 2, 3, 4, 5],
+        help="which parts to run (default: all)",
+    )
+    ap.add_argument(
+        "--sizes", type=int, nargs="+", help="gallery sizes for part 1 (default 1k 10k 100k 1M; no 1M with --quick)"
+    )
+    ap.add_argument(
+        "--wait-load",
+        action="store_true",
+        help="first wait (up to 10 minutes) until the 1-minute load average is below 1.2",
+    )
     return ap.parse_args(argv)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Timing):
-        return {"median_s": obj.median_s, "runs_s": obj.runs_s}
-    if hasattr(obj, "__dataclass_fields__"):
-        return {k: _jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    base = QUICK if args.quick else Settings()
-    overrides: dict[str, Any] = {"threads": args.threads}
-    if args.sizes:
-        overrides["sizes"] = tuple(args.sizes)
-    s = Settings(**{**asdict(base), **overrides})
-    torch.set_num_threads(s.threads)
-    torch.manual_seed(0)
-    started = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - started:6.1f} s]{msg}", file=sys.stderr, flush=True)
-
-    waited = wait_for_load(1.2, 600, log) if args.wait_load else 0.0
-    load_start = load_average()
+    base = SMOKE if args.smoke else QUICK if args.quick else Settings()
+    s = override(base, threads=args.threads, sizes=tuple(args.sizes) if args.sizes else None)
+    run = Run.start(s.threads, wait_load=1.2 if args.wait_load else None)
+    log = run.log
     from simvis_widgets import ModelSession
 
     sessions: dict[int, Any] = {}
@@ -957,58 +992,51 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if 1 in parts:
         if 2048 in s.dims:
             sessions[2048] = ModelSession.from_pretrained("resnet50", pretrained=False, size=224, device="cpu")
-        log(" (1) search latency ...")
+        log("(1) search latency ...")
         rows = bench_search(s, sessions, log)
-        out["search"] = _jsonable(rows)
+        out["search"] = rows
         lines += format_search(rows, s) + [""]
         sessions.pop(2048, None)
         gc.collect()
     if 2 in parts:
-        log(" (2) indexing throughput ...")
+        log("(2) indexing throughput ...")
         idx = bench_indexing(sessions[1280], s, log)
-        out["indexing"] = _jsonable(idx)
+        out["indexing"] = idx
         lines += format_indexing(idx, sessions[1280]) + [""]
     if 3 in parts:
-        log(" (3) browser: paint stroke -> strip ...")
+        log("(3) browser: paint stroke -> strip ...")
         try:
             br = bench_browser(s, log)
         except Exception as err:  # noqa: BLE001 -- report and go on with the other parts
             br = BrowserResult(gallery=s.browser_gallery, strokes=s.strokes, error=f"{type(err).__name__}: {err}")
-        out["browser"] = _jsonable(br)
+        out["browser"] = br
         lines += format_browser(br) + [""]
     if 4 in parts:
-        log(" (4) memory ...")
+        log("(4) memory ...")
         mem = bench_memory(sessions[1280], s, log)
-        out["memory"] = _jsonable(mem)
+        out["memory"] = mem
         lines += format_memory(mem) + [""]
     if 5 in parts:
-        log(" (5) quality ...")
+        log("(5) quality ...")
         qual = bench_quality(s, log)
-        out["quality"] = _jsonable(qual)
+        out["quality"] = qual
         lines += format_quality(qual) + [""]
-    load_end = load_average()
-    total = time.perf_counter() - started
-    info = machine_info(s.threads)
+    run.finish()
+    info = machine_info(s.threads, PACKAGES)
 
     print("simvis_widgets retrieval benchmark (CPU): search latency, indexing, browser refresh, memory, quality")
-    print(f"machine: torch {info['torch']}, threads {info['threads']}, os.cpu_count() {info['cpu_count']}, CPU {info['cpu']}, "
-          f"RAM {info['ram_gib']:.1f} GiB, python {info['python']}")
-    print(f"         faiss-cpu {info['faiss']}, jupyterlab {info['jupyterlab']}, playwright {info['playwright']}; "
-          f"load average start {load_start[0]:.2f}, end {load_end[0]:.2f}"
-          + (f" (waited {waited:.0f} s for it to drop)" if waited >= 1 else ""))
-    print(f"mode {'quick' if s.quick else 'default'}; parts {sorted(parts)}")
-    cores = os.cpu_count() or 1
-    if load_start[0] > 0.6 * cores or load_end[0] > 1.5 * max(s.threads, 1):
-        print(f"WARNING: the machine was busy (load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end, "
-              f"{cores} CPUs): timings are noisy (part (3) itself runs a browser, JupyterLab and a kernel)")
+    print("\n".join(header(info, run)))
+    print(f"mode {'smoke' if args.smoke else 'quick' if s.quick else 'default'}; parts {sorted(parts)}")
+    busy = run.busy_note("timings are noisy (part (3) itself runs a browser, JupyterLab and a kernel)", start_share=0.6)
+    if busy:
+        print(busy)
     print()
     for ln in lines:
         print(ln)
-    print(f"total benchmark time {total:.0f} s")
-    out.update({"machine": info, "load_average_start": list(load_start), "load_average_end": list(load_end), "total_s": total})
-    if args.json:
-        _machine.write_json(args.json, out)
-    return out
+    print(f"total benchmark time {run.total_s:.0f} s")
+    out.update({"machine": info, **run.record()})
+    write_json(args.json, out)
+    return to_jsonable(out)
 
 
 if __name__ == "__main__":
