@@ -7,7 +7,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ def default_mode(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterator[IO]:  # type: ignore[type-arg]
+def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing; on success it is flushed, fsynced, given the permissions
     a plain write would give and renamed over ``path``. On any error (or Ctrl-C) the temporary file is removed and
     a previous ``path`` is left untouched, so readers see either the old file or the whole new one.

@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pretrained=not args.random_init,
             weights=args.weights,
             device=args.device,
-            **({"approximate": True} if args.approximate else {}),
+            approximate=args.approximate,
         )
         ex = session.explain(*images)
         from .render import save_figure

@@ -100,7 +100,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-class _Loader(torch.utils.data.Dataset):  # type: ignore[type-arg]
+class _Loader(torch.utils.data.Dataset):
     """Decodes, hashes and resizes one source (in DataLoader workers, overlapped with the model)."""
 
     def __init__(self, sources: Sequence[Any], labels: Sequence[Any] | None, session: ModelSession) -> None:
@@ -127,7 +127,7 @@ def _collate(items: list[_Item]) -> list[_Item]:
     return items
 
 
-def _dataset_items(dataset: torch.utils.data.Dataset) -> tuple[list[Any], list[Any] | None]:  # type: ignore[type-arg]
+def _dataset_items(dataset: torch.utils.data.Dataset) -> tuple[list[Any], list[Any] | None]:
     images, labels = [], []
     for k in range(len(dataset)):  # type: ignore[arg-type]
         item = dataset[k]

@@ -53,7 +53,7 @@ def _triple(values: Sequence[float], name: str, positive: bool) -> tuple[float, 
         raise ModelError(f"{name} must be three numbers (one per RGB channel), got {values!r}") from None
     if len(out) != 3 or not all(math.isfinite(v) for v in out) or (positive and min(out) <= 0):
         raise ModelError(f"{name} must be three finite numbers{' > 0' if positive else ''}, got {values!r}")
-    return out  # type: ignore[return-value]
+    return out
 
 
 @dataclass(frozen=True)
