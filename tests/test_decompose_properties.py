@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import simvis_widgets as sv
+
+from oracles import torch_pool
 
 dims = st.integers(min_value=1, max_value=6)
 
@@ -42,6 +45,33 @@ def cases(draw: st.DrawFn) -> dict:
     )
 
 
+ZERO_EMBEDDING = "is all zeros: cosine similarity is undefined (use normalize=False)"
+
+
+def _embedding(x: torch.Tensor, case: dict) -> torch.Tensor:
+    """The pooled (and projected) embedding by torch's own pooling ops, in float64 (tests/oracles.py)."""
+    e = torch_pool(x.double(), case["pooling"], case["p"])
+    if case["head"] is not None:
+        weight, bias = case["head"]
+        e = weight.double() @ e + (bias.double() if bias is not None else 0)
+    return e
+
+
+def _decompose(case: dict) -> sv.Explanation | None:
+    """``sv.decompose`` of the case, or None where it refuses for the one allowed reason: a cosine of an
+    embedding that is all zeros (checked independently). Any other DecompositionError fails the test."""
+    try:
+        return sv.decompose(case["xa"], case["xb"], case["pooling"], case["p"], case["normalize"], case["head"])
+    except sv.DecompositionError as err:
+        assert case["normalize"] and ZERO_EMBEDDING in str(err), f"unexpected refusal: {err}"
+        side = str(err).split("embedding of image ")[1][0]
+        x = case["xa"] if side == "A" else case["xb"]
+        magnitude = float(x.abs().max()) * (float(case["head"][0].abs().sum(1).max()) if case["head"] is not None else 1.0)
+        eps = 1e-6 if case["dtype"] == torch.float32 else 1e-13
+        assert float(_embedding(x, case).norm()) <= eps * max(magnitude, 1.0), f"{err}, but it is not zero"
+        return None
+
+
 def _tol(ex: sv.Explanation, dtype: torch.dtype) -> float:
     magnitude = float(ex.pairwise.abs().sum()) + abs(ex.global_term) + abs(ex.score)
     return (1e-5 if dtype == torch.float32 else 1e-11) * max(magnitude, 1e-12)
@@ -50,10 +80,8 @@ def _tol(ex: sv.Explanation, dtype: torch.dtype) -> float:
 @settings(max_examples=150, deadline=None)
 @given(cases())
 def test_sums_plus_global_term_equal_the_score(case: dict) -> None:
-    try:
-        ex = sv.decompose(case["xa"], case["xb"], case["pooling"], case["p"], case["normalize"], case["head"])
-    except sv.DecompositionError as err:  # a zero embedding has no cosine: the only allowed refusal
-        assert "all zeros" in str(err) and case["normalize"]
+    ex = _decompose(case)
+    if ex is None:
         return
     tol = _tol(ex, case["dtype"])
     assert ex.map_a.shape == case["xa"].shape[1:] and ex.map_b.shape == case["xb"].shape[1:]
@@ -69,9 +97,8 @@ def test_sums_plus_global_term_equal_the_score(case: dict) -> None:
 @settings(max_examples=80, deadline=None)
 @given(cases(), st.data())
 def test_point_region_and_many_views_agree(case: dict, data: st.DataObject) -> None:
-    try:
-        ex = sv.decompose(case["xa"], case["xb"], case["pooling"], case["p"], case["normalize"], case["head"])
-    except sv.DecompositionError:
+    ex = _decompose(case)
+    if ex is None:
         return
     ha, wa = ex.grid_a
     row, col = data.draw(st.integers(0, ha - 1)), data.draw(st.integers(0, wa - 1))
@@ -96,3 +123,27 @@ def test_pixel_mask_weights_conserve_area(h: int, w: int, gh: int, gw: int, seed
         return
     assert float(weights.min()) >= 0 and float(weights.max()) <= 1 + 1e-12
     assert abs(float(weights.sum()) * (h / gh) * (w / gw) - mask.sum()) <= 1e-9 * max(1, mask.sum())
+
+
+def test_only_the_zero_embedding_refusal_is_tolerated(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    zero = torch.zeros(3, 2, 2)
+    zero[:, 0, 0], zero[:, 1, 1] = 1.0, -1.0  # averages to the zero vector
+    case = dict(xa=zero, xb=torch.rand(3, 2, 3), pooling="avg", p=3.0, normalize=True, head=None, dtype=torch.float32)
+    assert _decompose(case) is None
+    assert _decompose(dict(case, normalize=False)).score == 0.0  # type: ignore[union-attr]
+    nonzero = dict(case, xa=torch.rand(3, 2, 2) + 0.1)
+    assert _decompose(nonzero) is not None
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise sv.DecompositionError("feature dimensions differ: A has 3 channels, B has 4")
+
+    monkeypatch.setattr(sv, "decompose", refuse)
+    with pytest.raises(AssertionError, match="unexpected refusal"):
+        _decompose(nonzero)
+
+    def wrongly_zero(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise sv.DecompositionError(f"the embedding of image A {ZERO_EMBEDDING}")
+
+    monkeypatch.setattr(sv, "decompose", wrongly_zero)
+    with pytest.raises(AssertionError, match="but it is not zero"):
+        _decompose(nonzero)
