@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PORT ?= 8888
 
-.PHONY: demo test venv
+.PHONY: demo lint test venv
 
 venv:
 	@tools/venv.sh >/dev/null
@@ -15,8 +15,13 @@ demo:
 	  "$$venv/bin/jupyter" lab --ServerApp.root_dir=notebooks --LabApp.default_url=/lab/tree/01_quickstart.ipynb \
 	    --ip=127.0.0.1 --port=$(PORT) $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(JUPYTER_ARGS)
 
-## Run every test: unit, property, session, widget, CLI, notebook execution and real-browser tests.
-test:
+## Lint and type-check: ruff (lint, including private members of other modules' objects, and format) and mypy.
+lint:
+	@venv=$$(tools/venv.sh) && \
+	  "$$venv/bin/ruff" check . && "$$venv/bin/ruff" format --check . && "$$venv/bin/mypy"
+
+## Run every check: the linters, then unit, property, session, widget, CLI, notebook and real-browser tests.
+test: lint
 	@tools/ensure_system_packages.sh
 	@venv=$$(tools/venv.sh) && \
 	  "$$venv/bin/python" -m pytest --nbmake tests notebooks $(PYTEST_ARGS)

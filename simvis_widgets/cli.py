@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("explain", help="write a figure of the exact similarity decomposition of two images")
     ex.add_argument(
-        "image_a", help="image file, or demo:NAME for a photo shipped with scikit-image (e.g. demo:chelsea)"
+        "image_a",
+        help="image file, or demo:NAME for a demo photo shipped with scikit-image or scikit-learn (e.g. demo:chelsea, demo:china)",
     )
     ex.add_argument("image_b", help="image file or demo:NAME")
     ex.add_argument("-o", "--output", type=Path, required=True, help="figure file (.png, .pdf, .svg, .jpg ...)")

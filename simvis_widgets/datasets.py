@@ -37,9 +37,31 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gallery import Gallery
     from .session import ModelSession
 
-DEMO_IMAGES = ("motorcycle_left", "motorcycle_right", "chelsea", "coffee", "astronaut", "rocket",
-               "hubble", "ihc", "retina", "china", "flower")
-GALLERY_PHOTOS = ("motorcycle_left", "chelsea", "coffee", "astronaut", "rocket", "hubble", "ihc", "retina", "china", "flower")
+DEMO_IMAGES = (
+    "motorcycle_left",
+    "motorcycle_right",
+    "chelsea",
+    "coffee",
+    "astronaut",
+    "rocket",
+    "hubble",
+    "ihc",
+    "retina",
+    "china",
+    "flower",
+)
+GALLERY_PHOTOS = (
+    "motorcycle_left",
+    "chelsea",
+    "coffee",
+    "astronaut",
+    "rocket",
+    "hubble",
+    "ihc",
+    "retina",
+    "china",
+    "flower",
+)
 SKLEARN_PHOTOS = ("china", "flower")
 """The demo photos that come from scikit-learn (``load_sample_images``): they work without scikit-image."""
 _SKIMAGE_NAMES = {"hubble": "hubble_deep_field", "ihc": "immunohistochemistry"}
@@ -109,8 +131,9 @@ class DemoViews:
     names: list[str]
 
 
-def demo_views(views_per_photo: int = 5, seed: int = 0, short_side: int = 320,
-               photos: tuple[str, ...] = GALLERY_PHOTOS) -> DemoViews:
+def demo_views(
+    views_per_photo: int = 5, seed: int = 0, short_side: int = 320, photos: tuple[str, ...] = GALLERY_PHOTOS
+) -> DemoViews:
     """Each photo (shorter side ``short_side`` px) plus ``views_per_photo - 1`` augmented views of it:
     a random resized crop (50-100 % of the area), horizontal flip, colour jitter, a rotation up to 10 degrees
     and a mild perspective change, drawn with a fixed ``seed`` (the same views every time)."""
@@ -127,13 +150,17 @@ def demo_views(views_per_photo: int = 5, seed: int = 0, short_side: int = 320,
         f = short_side / min(h, w)
         size = (int(round(h * f)), int(round(w * f)))
         base = np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.Resampling.BICUBIC))
-        augment = v2.Compose([
-            v2.RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(size[1] / size[0] * 0.8, size[1] / size[0] * 1.25), antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03),
-            v2.RandomRotation(10),
-            v2.RandomPerspective(distortion_scale=0.2, p=0.5),
-        ])
+        augment = v2.Compose(
+            [
+                v2.RandomResizedCrop(
+                    size, scale=(0.5, 1.0), ratio=(size[1] / size[0] * 0.8, size[1] / size[0] * 1.25), antialias=True
+                ),
+                v2.RandomHorizontalFlip(),
+                v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03),
+                v2.RandomRotation(10),
+                v2.RandomPerspective(distortion_scale=0.2, p=0.5),
+            ]
+        )
         for view in range(views_per_photo):
             if view == 0:
                 out = base
@@ -150,8 +177,9 @@ def demo_views(views_per_photo: int = 5, seed: int = 0, short_side: int = 320,
     return DemoViews(images, groups, names)
 
 
-def demo_gallery(session: "ModelSession", views_per_photo: int = 5, seed: int = 0, short_side: int = 320,
-                 **build: Any) -> "Gallery":
+def demo_gallery(
+    session: ModelSession, views_per_photo: int = 5, seed: int = 0, short_side: int = 320, **build: Any
+) -> Gallery:
     """A :class:`~simvis_widgets.gallery.Gallery` of :func:`demo_views`, labelled by source photo."""
     from .gallery import Gallery
 

@@ -24,8 +24,9 @@ import functools
 import math
 import numbers
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -43,8 +44,6 @@ GEM_EPS = 1e-6
 MAX_GEM_P = 1e4
 """The largest GeM exponent accepted. Above it GeM is max pooling to float precision (use ``pooling="max"``), and
 ``p * log(a)`` loses the digits that tell locations apart."""
-
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -66,7 +65,9 @@ def check_pooling(pooling: str, p: float = 3.0) -> str:
     return pooling
 
 
-def as_locations(feats: Tensor, grid: Sequence[int] | None = None, name: str = "feats") -> tuple[Tensor, tuple[int, int]]:
+def as_locations(
+    feats: Tensor, grid: Sequence[int] | None = None, name: str = "feats"
+) -> tuple[Tensor, tuple[int, int]]:
     """Local features as a ``(N, C)`` matrix of locations plus their ``(h, w)`` grid.
 
     ``feats`` is a ``(C, H, W)`` map (the grid is ``(H, W)``) or ``(N, C)`` tokens with ``grid=(h, w)``,
@@ -84,9 +85,7 @@ def as_locations(feats: Tensor, grid: Sequence[int] | None = None, name: str = "
             raise DecompositionError(f"{name} are tokens of shape {tuple(feats.shape)}; pass their grid=(h, w)")
         h, w = (int(g) for g in grid)
         if h * w != feats.shape[0]:
-            raise DecompositionError(
-                f"{name} has {feats.shape[0]} tokens but grid {h}x{w} holds {h * w}"
-            )
+            raise DecompositionError(f"{name} has {feats.shape[0]} tokens but grid {h}x{w} holds {h * w}")
         locs = feats
     else:
         raise DecompositionError(
@@ -134,8 +133,12 @@ class LinearHead:
 
     def __post_init__(self) -> None:
         if not isinstance(self.weight, Tensor) or self.weight.dim() != 2:
-            raise DecompositionError(f"head weight must be a (D, C) tensor, got {getattr(self.weight, 'shape', self.weight)!r}")
-        if self.bias is not None and (not isinstance(self.bias, Tensor) or tuple(self.bias.shape) != (self.weight.shape[0],)):
+            raise DecompositionError(
+                f"head weight must be a (D, C) tensor, got {getattr(self.weight, 'shape', self.weight)!r}"
+            )
+        if self.bias is not None and (
+            not isinstance(self.bias, Tensor) or tuple(self.bias.shape) != (self.weight.shape[0],)
+        ):
             raise DecompositionError(
                 f"head bias must have shape ({self.weight.shape[0]},), got {tuple(getattr(self.bias, 'shape', ()))}"
             )
@@ -157,12 +160,14 @@ class LinearHead:
     def __hash__(self) -> int:
         return hash(self.digest)
 
-    def to(self, device: torch.device | str) -> "LinearHead":
+    def to(self, device: torch.device | str) -> LinearHead:
         """The same head with its tensors on ``device``."""
-        return LinearHead(self.weight.to(device), None if self.bias is None else self.bias.to(device), self.layer_norm_eps)
+        return LinearHead(
+            self.weight.to(device), None if self.bias is None else self.bias.to(device), self.layer_norm_eps
+        )
 
     @classmethod
-    def coerce(cls, head: Any) -> "LinearHead | None":
+    def coerce(cls, head: Any) -> LinearHead | None:
         """Accept None, a LinearHead, an ``nn.Linear``, an eval-mode ``nn.BatchNorm1d``, a ``(W, b)`` pair or a
         bare weight tensor."""
         if head is None or isinstance(head, LinearHead):
@@ -171,7 +176,9 @@ class LinearHead:
             return cls(head.weight.detach(), None if head.bias is None else head.bias.detach())
         if isinstance(head, nn.BatchNorm1d):
             if head.training:
-                raise DecompositionError("a BatchNorm1d head must be in eval mode (call .eval()): batch statistics are not per-image")
+                raise DecompositionError(
+                    "a BatchNorm1d head must be in eval mode (call .eval()): batch statistics are not per-image"
+                )
             if head.running_var is None or head.running_mean is None:
                 raise DecompositionError("a BatchNorm1d head needs running statistics (track_running_stats=True)")
             inv_std = torch.rsqrt(head.running_var + head.eps)
@@ -180,7 +187,9 @@ class LinearHead:
             return cls(torch.diag(scale), shift)
         if isinstance(head, nn.LayerNorm):
             if len(head.normalized_shape) != 1:
-                raise DecompositionError(f"a LayerNorm head must normalise one dimension, got {tuple(head.normalized_shape)}")
+                raise DecompositionError(
+                    f"a LayerNorm head must normalise one dimension, got {tuple(head.normalized_shape)}"
+                )
             c = head.normalized_shape[0]
             weight = head.weight.detach() if head.weight is not None else torch.ones(c)
             bias = head.bias.detach() if head.bias is not None else None
@@ -214,10 +223,12 @@ class LinearHead:
             f"those, a (weight, bias) pair or a weight tensor; got {type(head).__name__}"
         )
 
-    def then(self, after: "LinearHead") -> "LinearHead":
+    def then(self, after: LinearHead) -> LinearHead:
         """The head ``after(self(f))`` as one LinearHead (``after`` may not normalise: that is not affine)."""
         if after.layer_norm_eps is not None:
-            raise DecompositionError("a LayerNorm after a linear layer is not affine in the pooled vector: not supported")
+            raise DecompositionError(
+                "a LayerNorm after a linear layer is not affine in the pooled vector: not supported"
+            )
         if after.weight.shape[1] != self.weight.shape[0]:
             raise DecompositionError(
                 f"cannot compose heads: the second takes {after.weight.shape[1]} inputs, the first gives {self.weight.shape[0]}"
@@ -310,7 +321,9 @@ def cell_weights(
     m = m.to(device=device, dtype=torch.float64)
     check_finite(m, name)
     if bool((m < 0).any()) or bool((m > 1).any()):
-        raise DecompositionError(f"{name} values must lie in [0, 1]; got range [{m.min().item():g}, {m.max().item():g}]")
+        raise DecompositionError(
+            f"{name} values must lie in [0, 1]; got range [{m.min().item():g}, {m.max().item():g}]"
+        )
     shape = tuple(m.shape)
     if shape == tuple(grid):
         return m.to(dtype)
@@ -318,7 +331,9 @@ def cell_weights(
         sizes = [tuple(image_size)] if isinstance(image_size[0], int) else [tuple(s) for s in image_size]  # type: ignore[arg-type]
         if shape not in sizes:
             expected = " or ".join(str(s) for s in sizes)
-            raise DecompositionError(f"{name} has shape {shape}; expected the image size {expected} or the cell grid {tuple(grid)}")
+            raise DecompositionError(
+                f"{name} has shape {shape}; expected the image size {expected} or the cell grid {tuple(grid)}"
+            )
     rows = _overlap(shape[0], grid[0], torch.float64, m.device)
     cols = _overlap(shape[1], grid[1], torch.float64, m.device)
     return (rows @ m @ cols.T).to(dtype)
@@ -361,7 +376,9 @@ def _scale(e_a: Tensor, e_b: Tensor, normalize: bool) -> Tensor:
     n_a, n_b = e_a.norm(dim=-1), e_b.norm(dim=-1)
     if bool((n_a == 0).any()) or bool((n_b == 0).any()):
         side = "A" if bool((n_a == 0).any()) else "B"
-        raise DecompositionError(f"the embedding of image {side} is all zeros: cosine similarity is undefined (use normalize=False)")
+        raise DecompositionError(
+            f"the embedding of image {side} is all zeros: cosine similarity is undefined (use normalize=False)"
+        )
     return 1.0 / (n_a * n_b)
 
 
@@ -374,8 +391,14 @@ def _global(g_a: Tensor, g_b: Tensor, bias: Tensor | None, scale: Tensor) -> Ten
 
 
 def _prepare(
-    feats_a: Tensor, feats_b: Tensor, grid_a: Sequence[int] | None, grid_b: Sequence[int] | None,
-    pooling: str, p: float, head: Any, check_values: bool,
+    feats_a: Tensor,
+    feats_b: Tensor,
+    grid_a: Sequence[int] | None,
+    grid_b: Sequence[int] | None,
+    pooling: str,
+    p: float,
+    head: Any,
+    check_values: bool,
 ) -> tuple[Tensor, tuple[int, int], Tensor, tuple[int, int], str, LinearHead | None]:
     pooling = check_pooling(pooling, p)
     head = LinearHead.coerce(head)
@@ -442,7 +465,10 @@ class Explanation:
     """False where the decomposition is a linearisation (labelled APPROXIMATE in every view)."""
 
     SWAPPED_FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (
-        ("map_a", "map_b"), ("grid_a", "grid_b"), ("shares_a", "shares_b"), ("embedding_a", "embedding_b"),
+        ("map_a", "map_b"),
+        ("grid_a", "grid_b"),
+        ("shares_a", "shares_b"),
+        ("embedding_a", "embedding_b"),
     )
     """Pairs of fields that :meth:`swapped` exchanges (subclasses add theirs)."""
 
@@ -481,8 +507,9 @@ class Explanation:
     def region_weights(self, side: str, mask: Any) -> Tensor:
         """Cell weights of ``mask`` on ``side`` (see :func:`cell_weights`), shaped as that side's grid."""
         s, mine, _, grid, _ = self._side(side)
-        return cell_weights(mask, grid, self.mask_sizes(s), dtype=mine.dtype, device=mine.device,
-                            name=f"mask for image {s.upper()}")
+        return cell_weights(
+            mask, grid, self.mask_sizes(s), dtype=mine.dtype, device=mine.device, name=f"mask for image {s.upper()}"
+        )
 
     def region_map(self, side: str, mask: Any) -> Tensor:
         """``sum_i w_i P[i, :]`` (side 'a') over the other image's grid; ``w`` from :meth:`region_weights`."""
@@ -496,7 +523,7 @@ class Explanation:
         own_map = self.map_a if s == "a" else self.map_b
         return float((self.region_weights(side, mask) * own_map).sum())
 
-    def swapped(self) -> "Self":
+    def swapped(self) -> Self:
         """The same pair with A and B exchanged (``pairwise`` transposed); the score is symmetric."""
         changes = {}
         for a, b in self.SWAPPED_FIELDS:
@@ -546,7 +573,9 @@ def decompose(
     ``(W, b)``), or None. Computed in float32 (float64 if an input is float64) on the features' device.
     ``check_values=False`` skips the scan for NaN / inf (for callers that already checked the features).
     """
-    locs_a, grid_a, locs_b, grid_b, pooling, head = _prepare(feats_a, feats_b, grid_a, grid_b, pooling, p, head, check_values)
+    locs_a, grid_a, locs_b, grid_b, pooling, head = _prepare(
+        feats_a, feats_b, grid_a, grid_b, pooling, p, head, check_values
+    )
     dtype = _compute_dtype(locs_a, locs_b)
     ex = _decompose_as(dtype, locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head)
     if not _all_finite(ex) and dtype != torch.float64:
@@ -562,17 +591,27 @@ def decompose(
     return ex
 
 
-def _all_finite(ex: "Explanation") -> bool:
+def _all_finite(ex: Explanation) -> bool:
     return (
-        math.isfinite(ex.score) and math.isfinite(ex.global_term) and math.isfinite(ex.scale)
-        and bool(torch.isfinite(ex.map_a).all()) and bool(torch.isfinite(ex.map_b).all())
+        math.isfinite(ex.score)
+        and math.isfinite(ex.global_term)
+        and math.isfinite(ex.scale)
+        and bool(torch.isfinite(ex.map_a).all())
+        and bool(torch.isfinite(ex.map_b).all())
     )
 
 
 def _decompose_as(
-    dtype: torch.dtype, locs_a: Tensor, grid_a: tuple[int, int], locs_b: Tensor, grid_b: tuple[int, int],
-    pooling: str, p: float, normalize: bool, head: LinearHead | None,
-) -> "Explanation":
+    dtype: torch.dtype,
+    locs_a: Tensor,
+    grid_a: tuple[int, int],
+    locs_b: Tensor,
+    grid_b: tuple[int, int],
+    pooling: str,
+    p: float,
+    normalize: bool,
+    head: LinearHead | None,
+) -> Explanation:
     pa = _project(locs_a.to(dtype), pooling, p, head)
     pb = _project(locs_b.to(dtype), pooling, p, head)
     scale = _scale(pa.embedding, pb.embedding, normalize)
@@ -597,23 +636,40 @@ def _decompose_as(
 
 
 def from_contributions(
-    shares_a: Tensor, shares_b: Tensor, embedding_a: Tensor, embedding_b: Tensor,
-    grid_a: tuple[int, int], grid_b: tuple[int, int], normalize: bool = True, exact: bool = False,
+    shares_a: Tensor,
+    shares_b: Tensor,
+    embedding_a: Tensor,
+    embedding_b: Tensor,
+    grid_a: tuple[int, int],
+    grid_b: tuple[int, int],
+    normalize: bool = True,
+    exact: bool = False,
 ) -> Explanation:
     """An Explanation from per-location contribution vectors ``q`` that need not sum to the embeddings (e.g. a
     linearisation): ``P = q_A q_B^T * scale``, the score from the embeddings themselves, and everything that
     no location pair carries (``score - sum P``) as the global term, so the sums still equal the score."""
     if shares_a.shape[0] != grid_a[0] * grid_a[1] or shares_b.shape[0] != grid_b[0] * grid_b[1]:
-        raise DecompositionError(f"{shares_a.shape[0]} / {shares_b.shape[0]} contributions for grids {grid_a} / {grid_b}")
+        raise DecompositionError(
+            f"{shares_a.shape[0]} / {shares_b.shape[0]} contributions for grids {grid_a} / {grid_b}"
+        )
     scale = _scale(embedding_a, embedding_b, normalize)
     score = float((embedding_a * embedding_b).sum() * scale)
     map_a = ((shares_a @ shares_b.sum(0)) * scale).reshape(grid_a)
     return Explanation(
-        score=score, map_a=map_a, map_b=((shares_b @ shares_a.sum(0)) * scale).reshape(grid_b),
-        global_term=score - float(map_a.sum()), grid_a=(int(grid_a[0]), int(grid_a[1])),
+        score=score,
+        map_a=map_a,
+        map_b=((shares_b @ shares_a.sum(0)) * scale).reshape(grid_b),
+        global_term=score - float(map_a.sum()),
+        grid_a=(int(grid_a[0]), int(grid_a[1])),
         grid_b=(int(grid_b[0]), int(grid_b[1])),
-        shares_a=shares_a, shares_b=shares_b, scale=float(scale), embedding_a=embedding_a, embedding_b=embedding_b,
-        pooling="linearised", normalized=normalize, exact=exact,
+        shares_a=shares_a,
+        shares_b=shares_b,
+        scale=float(scale),
+        embedding_a=embedding_a,
+        embedding_b=embedding_b,
+        pooling="linearised",
+        normalized=normalize,
+        exact=exact,
     )
 
 
@@ -685,8 +741,15 @@ def _all_finite_many(many: ManyExplanation) -> bool:
 
 
 def _decompose_many_as(
-    dtype: torch.dtype, locs_a: Tensor, grid_a: tuple[int, int], locs_b: Tensor, grid_b: tuple[int, int],
-    pooling: str, p: float, normalize: bool, head: LinearHead | None,
+    dtype: torch.dtype,
+    locs_a: Tensor,
+    grid_a: tuple[int, int],
+    locs_b: Tensor,
+    grid_b: tuple[int, int],
+    pooling: str,
+    p: float,
+    normalize: bool,
+    head: LinearHead | None,
 ) -> ManyExplanation:
     pa = _project(locs_a.to(dtype), pooling, p, head)
     pb = _project(locs_b.to(dtype), pooling, p, head)
@@ -705,9 +768,7 @@ def _decompose_many_as(
     )
 
 
-def pooled_embeddings(
-    feats: Tensor, pooling: str = "avg", p: float = 3.0, head: Any = None
-) -> tuple[Tensor, Tensor]:
+def pooled_embeddings(feats: Tensor, pooling: str = "avg", p: float = 3.0, head: Any = None) -> tuple[Tensor, Tensor]:
     """For a batch ``(K, C, H, W)`` (or one ``(C, H, W)``) of local features: ``(g, e)`` with ``e = W f + c``
     the embeddings (pooled the network's way, not normalised) and ``g = e - c`` (``e`` without a bias)."""
     pooling = check_pooling(pooling, p)

@@ -20,9 +20,10 @@ import json
 import os
 import struct
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,8 +44,6 @@ from .session import ModelSession
 MAGIC = b"SIMVISG1"
 FORMAT_VERSION = 2
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-
-
 
 
 @dataclass
@@ -143,10 +142,19 @@ def _dataset_items(dataset: torch.utils.data.Dataset) -> tuple[list[Any], list[A
 class Gallery:
     """Embeddings and local features of many images, searchable by whole image, region or single cell."""
 
-    def __init__(self, session: ModelSession, entries: list[GalleryEntry], embeddings: Tensor, features: list[np.ndarray],
-                 images: Sequence[Any] | None = None, unreadable: dict[str, tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        session: ModelSession,
+        entries: list[GalleryEntry],
+        embeddings: Tensor,
+        features: list[np.ndarray],
+        images: Sequence[Any] | None = None,
+        unreadable: dict[str, tuple[str, str]] | None = None,
+    ) -> None:
         if len(embeddings) != len(entries) or len(features) != len(entries):
-            raise GalleryError(f"{len(entries)} entries but {len(embeddings)} embeddings and {len(features)} feature maps")
+            raise GalleryError(
+                f"{len(entries)} entries but {len(embeddings)} embeddings and {len(features)} feature maps"
+            )
         if images is not None and len(images) != len(entries):
             raise GalleryError(f"{len(images)} images given for a gallery of {len(entries)}")
         self.session = session
@@ -179,7 +187,7 @@ class Gallery:
         labels: Sequence[Any] | None = None,
         num_workers: int | None = None,
         progress: bool = True,
-    ) -> "Gallery":
+    ) -> Gallery:
         """Embed ``source``: a folder (recursive, image files only), a list of paths / PIL images / arrays, or a
         torch ``Dataset`` (items: image or ``(image, label)``).
 
@@ -189,7 +197,9 @@ class Gallery:
         if batch_size < 1:
             raise GalleryError(f"batch_size must be >= 1, got {batch_size}")
         if session.approximate:
-            raise GalleryError("region retrieval needs an exact decomposition; this session is APPROXIMATE (a CLS-token ViT)")
+            raise GalleryError(
+                "region retrieval needs an exact decomposition; this session is APPROXIMATE (a CLS-token ViT)"
+            )
         sources, labels = cls._sources(source, labels)
         if not sources:
             raise GalleryError(f"no images to build a gallery from ({_describe(source)})")
@@ -269,15 +279,22 @@ class Gallery:
         elif isinstance(source, Iterable) and not isinstance(source, (np.ndarray, Tensor)):
             items = list(source)
         else:
-            raise GalleryError(f"source must be a folder, a list of images or a torch Dataset; got {type(source).__name__}")
+            raise GalleryError(
+                f"source must be a folder, a list of images or a torch Dataset; got {type(source).__name__}"
+            )
         if labels is not None and len(labels) != len(items):
             raise GalleryError(f"{len(labels)} labels for {len(items)} images")
         return items, (list(labels) if labels is not None else None)
 
     @staticmethod
     def _embed(
-        sources: list[Any], labels: list[Any] | None, todo: list[int], session: ModelSession, batch_size: int,
-        num_workers: int | None, progress: bool,
+        sources: list[Any],
+        labels: list[Any] | None,
+        todo: list[int],
+        session: ModelSession,
+        batch_size: int,
+        num_workers: int | None,
+        progress: bool,
     ) -> tuple[dict[int, tuple[GalleryEntry, Tensor, np.ndarray]], list[tuple[str | int, str]]]:
         from tqdm.auto import tqdm
 
@@ -288,9 +305,14 @@ class Gallery:
         dataset = torch.utils.data.Subset(_Loader(sources, labels, session), todo)
         # Decoding in worker processes only pays where there are cores to spare (on 2 cores it was slower).
         cores = os.cpu_count() or 1
-        workers = num_workers if num_workers is not None else (min(4, cores // 2) if cores > 2 and len(todo) > 32 else 0)
+        workers = (
+            num_workers if num_workers is not None else (min(4, cores // 2) if cores > 2 and len(todo) > 32 else 0)
+        )
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+            dataset,
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=_collate,
             pin_memory=session.device.type == "cuda",
         )
         with tqdm(total=len(todo), desc=f"gallery ({session.name})", unit="img", disable=not progress) as bar:
@@ -329,12 +351,20 @@ class Gallery:
             offsets.append(total)
             total += int(np.prod(f.shape))
         header: dict[str, Any] = {
-            "format": "simvis-widgets gallery", "version": FORMAT_VERSION, "session": self._fingerprint,
-            "count": len(self._entries), "dim": int(emb.shape[1]),
+            "format": "simvis-widgets gallery",
+            "version": FORMAT_VERSION,
+            "session": self._fingerprint,
+            "count": len(self._entries),
+            "dim": int(emb.shape[1]),
             "entries": [
-                {"source": e.source, "pixel_hash": e.pixel_hash, "file_hash": e.file_hash, "grid": list(e.grid),
-                 "label": e.label if isinstance(e.label, (str, int, float, bool, type(None))) else str(e.label),
-                 "feature_offset": off}
+                {
+                    "source": e.source,
+                    "pixel_hash": e.pixel_hash,
+                    "file_hash": e.file_hash,
+                    "grid": list(e.grid),
+                    "label": e.label if isinstance(e.label, (str, int, float, bool, type(None))) else str(e.label),
+                    "feature_offset": off,
+                }
                 for e, off in zip(self._entries, offsets)
             ],
             "feature_total": total,
@@ -355,8 +385,9 @@ class Gallery:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, session: ModelSession, mmap: bool = True,
-             images: Sequence[Any] | None = None) -> "Gallery":
+    def load(
+        cls, path: str | os.PathLike, session: ModelSession, mmap: bool = True, images: Sequence[Any] | None = None
+    ) -> Gallery:
         """Load a saved gallery for ``session`` (which must match the one that built it). Local features stay
         on disk, memory-mapped, unless ``mmap=False``. ``images``: the in-memory images of a gallery built from
         arrays (file-based galleries read their files), for :meth:`image`."""
@@ -376,12 +407,16 @@ class Gallery:
         except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as err:
             raise GalleryError(f"gallery file '{path}' is corrupt: {err}") from None
         if header.get("version") != FORMAT_VERSION:
-            raise GalleryError(f"gallery file '{path}' has format version {header.get('version')}; this library reads {FORMAT_VERSION}")
+            raise GalleryError(
+                f"gallery file '{path}' has format version {header.get('version')}; this library reads {FORMAT_VERSION}"
+            )
         expected = fingerprint(session)
         differs = {k: (header["session"].get(k), v) for k, v in expected.items() if header["session"].get(k) != v}
         if differs:
             detail = ", ".join(f"{k}: gallery {a!r} vs session {b!r}" for k, (a, b) in differs.items())
-            raise GalleryError(f"gallery '{path}' was built with another session ({detail}); rebuild it for this session")
+            raise GalleryError(
+                f"gallery '{path}' was built with another session ({detail}); rebuild it for this session"
+            )
         count, dim, total = header["count"], header["dim"], header["feature_total"]
         end = header["features_at"] + 2 * total
         if size < end:
@@ -397,7 +432,7 @@ class Gallery:
         for e in header["entries"]:
             h, w = e["grid"]
             off = e["feature_offset"]
-            features.append(flat[off: off + channels * h * w].reshape(channels, h, w))
+            features.append(flat[off : off + channels * h * w].reshape(channels, h, w))
             entries.append(GalleryEntry(e["source"], e["pixel_hash"], e["file_hash"], (h, w), e.get("label")))
         if not np.isfinite(emb).all():
             raise GalleryError(f"gallery file '{path}' is corrupt (non-finite embeddings)")
@@ -465,7 +500,7 @@ class Gallery:
             self._by_hash.setdefault(entry.pixel_hash, []).append(i)
         self.index: Any = ExactIndex(self.embeddings, self._inv_norms, self._bias)
 
-    def use_index(self, index: "ExactIndex | FaissIndex") -> None:
+    def use_index(self, index: ExactIndex | FaissIndex) -> None:
         """Search with another backend built on :meth:`scoring_matrix` (e.g. :class:`FaissIndex`)."""
         self.index = index
 
@@ -475,8 +510,14 @@ class Gallery:
         g = self.embeddings - self._bias if self._bias is not None else self.embeddings.clone()
         return g * self._inv_norms[:, None] if self._inv_norms is not None else g
 
-    def query_weights(self, query_size: tuple[int, int], grid: tuple[int, int], mask: Any = None,
-                      box: Sequence[float] | None = None, point: Sequence[float] | None = None) -> Tensor | None:
+    def query_weights(
+        self,
+        query_size: tuple[int, int],
+        grid: tuple[int, int],
+        mask: Any = None,
+        box: Sequence[float] | None = None,
+        point: Sequence[float] | None = None,
+    ) -> Tensor | None:
         """Cell weights of a region given as a pixel ``mask`` (query image size), a ``box`` ``(x0, y0, x1, y1)``
         or a ``point`` ``(x, y)`` in query-image pixels; None for the whole image."""
         given = [name for name, v in (("mask", mask), ("box", box), ("point", point)) if v is not None]
@@ -486,9 +527,11 @@ class Gallery:
         if box is not None:
             x0, y0, x1, y1 = (float(v) for v in box)
             if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
-                raise GalleryError(f"box {tuple(box)} must satisfy 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h} (query pixels)")
+                raise GalleryError(
+                    f"box {tuple(box)} must satisfy 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h} (query pixels)"
+                )
             mask = np.zeros((h, w), np.float32)
-            mask[int(np.floor(y0)): int(np.ceil(y1)), int(np.floor(x0)): int(np.ceil(x1))] = 1
+            mask[int(np.floor(y0)) : int(np.ceil(y1)), int(np.floor(x0)) : int(np.ceil(x1))] = 1
         if point is not None:
             x, y = (float(v) for v in point)
             if not (0 <= x < w and 0 <= y < h):
@@ -506,8 +549,15 @@ class Gallery:
             raise GalleryError("the mask selects nothing (all zero)")
         return weights
 
-    def search(self, query: ImageLike, mask: Any = None, box: Sequence[float] | None = None,
-               point: Sequence[float] | None = None, k: int = 10, exclude_self: bool = False) -> list[Hit]:
+    def search(
+        self,
+        query: ImageLike,
+        mask: Any = None,
+        box: Sequence[float] | None = None,
+        point: Sequence[float] | None = None,
+        k: int = 10,
+        exclude_self: bool = False,
+    ) -> list[Hit]:
         """The ``k`` gallery images most similar to ``query`` -- in the region ``mask`` / ``box`` / ``point``
         (query-image pixels) or as a whole -- with exact region scores and each hit's region map."""
         if not isinstance(k, int) or k <= 0:
@@ -516,7 +566,9 @@ class Gallery:
         weights = self.query_weights(enc.source_size, enc.grid, mask, box, point)
         return self.search_features(enc.features, weights, k, exclude=enc.hash if exclude_self else None)
 
-    def search_features(self, feats: Tensor, weights: Tensor | None, k: int = 10, exclude: str | None = None) -> list[Hit]:
+    def search_features(
+        self, feats: Tensor, weights: Tensor | None, k: int = 10, exclude: str | None = None
+    ) -> list[Hit]:
         """:meth:`search` on the query's local features and cell weights (None: whole image)."""
         s = self.session
         q, e = region_query(feats, weights, s.pooling, s.p, s.head)

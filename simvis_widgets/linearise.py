@@ -16,7 +16,7 @@ higher-order remainder belong to no patch: the explanation reports them as its g
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,7 @@ def _frozen_statistics(norms: list[nn.LayerNorm]) -> Iterator[None]:
             if norm.bias is not None:
                 y = y + norm.bias
             return y
+
         return forward
 
     try:
@@ -56,16 +57,26 @@ class CLSLinearisation:
     def __init__(self, model: nn.Module) -> None:
         blocks = getattr(model, "blocks", None)
         if blocks is None or not hasattr(model, "forward_head") or not hasattr(model, "norm"):
-            raise LinearisationError(f"{type(model).__name__} is not a timm VisionTransformer (blocks, norm, forward_head)")
+            raise LinearisationError(
+                f"{type(model).__name__} is not a timm VisionTransformer (blocks, norm, forward_head)"
+            )
         if len(blocks) < 2:
-            raise LinearisationError("the ViT needs at least two blocks (the tokens entering the last one are the features)")
+            raise LinearisationError(
+                "the ViT needs at least two blocks (the tokens entering the last one are the features)"
+            )
         self.prefix = int(getattr(model, "num_prefix_tokens", 0) or 0)
         if self.prefix < 1:
-            raise LinearisationError("the ViT has no CLS token: pool its patch tokens exactly instead (global_pool='avg')")
+            raise LinearisationError(
+                "the ViT has no CLS token: pool its patch tokens exactly instead (global_pool='avg')"
+            )
         self.model = model
         self.last = blocks[-1]
         self.layer = f"blocks.{len(blocks) - 2}"
-        self.norms = [m for m in (*self.last.modules(), model.norm, getattr(model, "fc_norm", None)) if isinstance(m, nn.LayerNorm)]
+        self.norms = [
+            m
+            for m in (*self.last.modules(), model.norm, getattr(model, "fc_norm", None))
+            if isinstance(m, nn.LayerNorm)
+        ]
 
     def embedding(self, tokens: Tensor) -> Tensor:
         """``(B, N, C)`` or ``(N, C)`` tokens entering the last block -> the model's pre-logits embedding."""

@@ -18,9 +18,10 @@ from __future__ import annotations
 import difflib
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -34,10 +35,6 @@ LITE0_MEAN = (0.498, 0.498, 0.498)
 LITE0_STD = (0.502, 0.502, 0.502)
 DEFAULT_SIZE = 448
 """Default shorter side of the network input: 14 x 14 cells for a stride-32 network."""
-
-
-
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -83,7 +80,9 @@ class LayerFeatures:
         finally:
             handle.remove()
         if not captured:
-            raise ModelError(f"layer {self.layer!r} was not called during the forward pass of {type(self.model).__name__}")
+            raise ModelError(
+                f"layer {self.layer!r} was not called during the forward pass of {type(self.model).__name__}"
+            )
         out = captured[0]
         if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
             out = out[0]
@@ -97,7 +96,9 @@ class ForwardFeatures:
 
     def __init__(self, model: nn.Module) -> None:
         if not hasattr(model, "forward_features"):
-            raise ModelError(f"{type(model).__name__} has no forward_features(); pass layer='...' to pick a feature layer")
+            raise ModelError(
+                f"{type(model).__name__} has no forward_features(); pass layer='...' to pick a feature layer"
+            )
         self.model = model
         self.layer = "forward_features"
 
@@ -133,15 +134,36 @@ class BackboneSpec:
 
 # torchvision families: the last convolutional map before global pooling, after its activation.
 _TORCHVISION_LAYERS: dict[str, str] = {
-    **{n: "layer4" for n in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                              "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2")},
-    "vgg11": "features.19", "vgg13": "features.23", "vgg16": "features.29", "vgg19": "features.35",
+    **{
+        n: "layer4"
+        for n in (
+            "resnet18",
+            "resnet34",
+            "resnet50",
+            "resnet101",
+            "resnet152",
+            "resnext50_32x4d",
+            "resnext101_32x8d",
+            "wide_resnet50_2",
+            "wide_resnet101_2",
+        )
+    },
+    "vgg11": "features.19",
+    "vgg13": "features.23",
+    "vgg16": "features.29",
+    "vgg19": "features.35",
     "vgg16_bn": "features.42",
     **{f"efficientnet_b{i}": "features" for i in range(8)},
-    "efficientnet_v2_s": "features", "efficientnet_v2_m": "features",
-    "convnext_tiny": "features", "convnext_small": "features", "convnext_base": "features",
-    "mobilenet_v2": "features", "mobilenet_v3_large": "features",
-    "regnet_y_400mf": "trunk_output", "regnet_y_800mf": "trunk_output", "regnet_y_1_6gf": "trunk_output",
+    "efficientnet_v2_s": "features",
+    "efficientnet_v2_m": "features",
+    "convnext_tiny": "features",
+    "convnext_small": "features",
+    "convnext_base": "features",
+    "mobilenet_v2": "features",
+    "mobilenet_v3_large": "features",
+    "regnet_y_400mf": "trunk_output",
+    "regnet_y_800mf": "trunk_output",
+    "regnet_y_1_6gf": "trunk_output",
 }
 
 EMBEDDED_MODELS = ("efficientnet_lite0",)
@@ -233,7 +255,9 @@ def _lite0_state_dict(model: nn.Module) -> dict[str, Tensor]:
     renamed: dict[str, Tensor] = {}
     for (src_key, tensor), (dst_key, like) in zip(source.items(), target.items()):
         if tensor.shape != like.shape or src_key.rsplit(".", 1)[-1] != dst_key.rsplit(".", 1)[-1]:
-            raise ModelError(f"EfficientNet-Lite0 weights: {src_key} {tuple(tensor.shape)} does not map to {dst_key} {tuple(like.shape)}")
+            raise ModelError(
+                f"EfficientNet-Lite0 weights: {src_key} {tuple(tensor.shape)} does not map to {dst_key} {tuple(like.shape)}"
+            )
         renamed[dst_key] = tensor
     return renamed
 
@@ -292,8 +316,12 @@ def timm_head(model: nn.Module) -> tuple[str, Any]:
     return ("avg" if pool in ("avg", "") else pool), head
 
 
-def build_backbone(name: str, pretrained: bool | str = True, weights: str | os.PathLike | None = None,
-                   model_kwargs: dict[str, Any] | None = None) -> tuple[nn.Module, BackboneSpec]:
+def build_backbone(
+    name: str,
+    pretrained: bool | str = True,
+    weights: str | os.PathLike | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> tuple[nn.Module, BackboneSpec]:
     """Build the named network in eval mode with its weights; return it with its :class:`BackboneSpec`.
 
     ``weights`` (a local file, loaded with ``weights_only=True``) takes precedence over ``pretrained``.
@@ -337,5 +365,7 @@ def build_backbone(name: str, pretrained: bool | str = True, weights: str | os.P
                 )
             model = _timm_model(timm_name, pretrained=True, **(model_kwargs or {}))
         cfg = getattr(model, "pretrained_cfg", {}) or {}
-        spec = BackboneSpec(name, None, tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)), "timm")
+        spec = BackboneSpec(
+            name, None, tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)), "timm"
+        )
     return model.eval(), spec

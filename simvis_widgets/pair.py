@@ -39,7 +39,8 @@ class ExplainedPair(Explanation):
     source_size_b: tuple[int, int] | None = field(repr=False, default=None)
 
     SWAPPED_FIELDS: ClassVar[tuple[tuple[str, str], ...]] = Explanation.SWAPPED_FIELDS + (
-        ("image_a", "image_b"), ("source_size_a", "source_size_b"),
+        ("image_a", "image_b"),
+        ("source_size_a", "source_size_b"),
     )
 
     def __post_init__(self) -> None:
@@ -56,16 +57,30 @@ class ExplainedPair(Explanation):
             object.__setattr__(self, f"image_{side}", view)
 
     @classmethod
-    def of(cls, explanation: Explanation, image_a: np.ndarray | None = None, image_b: np.ndarray | None = None, *,
-           source_size_a: tuple[int, int] | None = None, source_size_b: tuple[int, int] | None = None,
-           model_name: str | None = None) -> "ExplainedPair":
+    def of(
+        cls,
+        explanation: Explanation,
+        image_a: np.ndarray | None = None,
+        image_b: np.ndarray | None = None,
+        *,
+        source_size_a: tuple[int, int] | None = None,
+        source_size_b: tuple[int, int] | None = None,
+        model_name: str | None = None,
+    ) -> ExplainedPair:
         """``explanation`` with images attached (a new object; ``explanation`` is not changed). Fields of an
         ExplainedPair given here are kept unless replaced."""
         values = {f.name: getattr(explanation, f.name) for f in dataclasses.fields(Explanation)}
         if isinstance(explanation, ExplainedPair):
-            values.update({f.name: getattr(explanation, f.name) for f in dataclasses.fields(cls) if f.name not in values})
-        given = dict(image_a=image_a, image_b=image_b, source_size_a=source_size_a, source_size_b=source_size_b,
-                     model_name=model_name)
+            values.update(
+                {f.name: getattr(explanation, f.name) for f in dataclasses.fields(cls) if f.name not in values}
+            )
+        given = dict(
+            image_a=image_a,
+            image_b=image_b,
+            source_size_a=source_size_a,
+            source_size_b=source_size_b,
+            model_name=model_name,
+        )
         values.update({k: v for k, v in given.items() if v is not None})
         for side in ("a", "b"):
             image = values.get(f"image_{side}")
@@ -92,19 +107,19 @@ class ExplainedPair(Explanation):
 
     # ---- views (matplotlib, via render) -----------------------------------------------------------------
 
-    def figure(self, **kwargs: Any) -> "Figure":
+    def figure(self, **kwargs: Any) -> Figure:
         """Both images with their maps; see :func:`simvis_widgets.render.explanation_figure`."""
         from .render import explanation_figure
 
         return explanation_figure(self, **kwargs)
 
-    def point_figure(self, side: str, row: int, col: int, **kwargs: Any) -> "Figure":
+    def point_figure(self, side: str, row: int, col: int, **kwargs: Any) -> Figure:
         """A figure of :meth:`point_map`: the cell marked on ``side``, its contributions on the other image."""
         from .render import point_figure
 
         return point_figure(self, side, row, col, **kwargs)
 
-    def region_figure(self, side: str, mask: Any, **kwargs: Any) -> "Figure":
+    def region_figure(self, side: str, mask: Any, **kwargs: Any) -> Figure:
         """A figure of :meth:`region_map`: the region outlined on ``side``, its map on the other image."""
         from .render import region_figure
 

@@ -61,12 +61,12 @@ def shared_limit(*maps: Any) -> float:
     return v if v > 0 else 1.0
 
 
-def _panel_image(image: "np.ndarray | None", grid: tuple[int, int]) -> np.ndarray:
+def _panel_image(image: np.ndarray | None, grid: tuple[int, int]) -> np.ndarray:
     return image if image is not None else np.full((grid[0] * 32, grid[1] * 32, 3), 200, np.uint8)
 
 
 def _pair_figure(
-    ex: "Explanation",
+    ex: Explanation,
     maps: dict[str, Any],
     captions: dict[str, str],
     headline: str,
@@ -77,7 +77,7 @@ def _pair_figure(
     alpha: float = 0.6,
     title: str | None = None,
     width: float = 11.0,
-) -> "Figure":
+) -> Figure:
     """Images A and B side by side; each side's map in ``maps`` (None: the plain image) on one diverging
     scale centred on 0; an optional marked ``cell`` or outlined ``mask`` on one side."""
     from matplotlib.colors import Normalize
@@ -87,7 +87,10 @@ def _pair_figure(
     shown = [m for m in maps.values() if m is not None]
     vmax = shared_limit(*shown)
     norm = Normalize(-vmax, vmax)
-    sides = {"a": (_panel_image(ex.image_a, ex.grid_a), ex.grid_a), "b": (_panel_image(ex.image_b, ex.grid_b), ex.grid_b)}
+    sides = {
+        "a": (_panel_image(ex.image_a, ex.grid_a), ex.grid_a),
+        "b": (_panel_image(ex.image_b, ex.grid_b), ex.grid_b),
+    }
     aspect = max(img.shape[0] / img.shape[1] for img, _ in sides.values())
     fig = _figure_class()(figsize=(width, width / 2 * aspect + 1.3), layout="constrained")
     axes = fig.subplots(1, 2)
@@ -107,21 +110,28 @@ def _pair_figure(
         ax.set_xticks([])
         ax.set_yticks([])
     if heat is not None:
-        bar = fig.colorbar(heat, ax=list(axes), orientation="horizontal", fraction=0.05, shrink=0.6,
-                           ticks=[-vmax, -vmax / 2, 0, vmax / 2, vmax], format="%.2g")
+        bar = fig.colorbar(
+            heat,
+            ax=list(axes),
+            orientation="horizontal",
+            fraction=0.05,
+            shrink=0.6,
+            ticks=[-vmax, -vmax / 2, 0, vmax / 2, vmax],
+            format="%.2g",
+        )
         bar.set_label("contribution to the similarity (per feature cell; red adds, blue subtracts)")
     fig.suptitle(f"{title or (ex.model_name or 'similarity')}\n{headline}", fontsize=11)
     return fig
 
 
-def _as_pair(ex: "Explanation") -> "ExplainedPair":
+def _as_pair(ex: Explanation) -> ExplainedPair:
     """``ex`` as an ExplainedPair (a bare Explanation gets no images: grey backgrounds are drawn)."""
     from .pair import ExplainedPair
 
     return ex if isinstance(ex, ExplainedPair) else ExplainedPair.of(ex)
 
 
-def _score_line(ex: "Explanation") -> str:
+def _score_line(ex: Explanation) -> str:
     kind = "cosine" if ex.normalized else "dot product"
     pooling = f"GeM p={ex.p:g}" if ex.pooling == "gem" else f"{ex.pooling} pooling"
     return (
@@ -131,14 +141,16 @@ def _score_line(ex: "Explanation") -> str:
     )
 
 
-def explanation_figure(ex: "Explanation", **kwargs: Any) -> "Figure":
+def explanation_figure(ex: Explanation, **kwargs: Any) -> Figure:
     """Both images with their contribution maps on ONE diverging scale centred on 0, a colour bar, the score
     and the map sums. Images missing from ``ex`` (functional API) are drawn as grey backgrounds."""
-    captions = {s: f"image {s.upper()}: sum of its map = {float(m.sum()):+.4f}" for s, m in (("a", ex.map_a), ("b", ex.map_b))}
+    captions = {
+        s: f"image {s.upper()}: sum of its map = {float(m.sum()):+.4f}" for s, m in (("a", ex.map_a), ("b", ex.map_b))
+    }
     return _pair_figure(ex, {"a": ex.map_a, "b": ex.map_b}, captions, _score_line(ex), **kwargs)
 
 
-def point_figure(ex: "Explanation", side: str, row: int, col: int, **kwargs: Any) -> "Figure":
+def point_figure(ex: Explanation, side: str, row: int, col: int, **kwargs: Any) -> Figure:
     """Cell ``(row, col)`` of ``side`` marked, and its row of the pairwise matrix as a map on the other image."""
     side = side.lower()
     other = "b" if side == "a" else "a"
@@ -151,14 +163,16 @@ def point_figure(ex: "Explanation", side: str, row: int, col: int, **kwargs: Any
     return _pair_figure(ex, {other: values}, captions, _score_line(ex), cell=(side, row, col), **kwargs)
 
 
-def region_figure(ex: "Explanation", side: str, mask: Any, **kwargs: Any) -> "Figure":
+def region_figure(ex: Explanation, side: str, mask: Any, **kwargs: Any) -> Figure:
     """The region ``mask`` outlined on ``side``, and its region map on the other image."""
     side = side.lower()
     other = "b" if side == "a" else "a"
     values = ex.region_map(side, mask)
     score = ex.region_score(side, mask)
     captions = {
-        side: f"image {side.upper()}: region score {score:+.4f} = {score / ex.score:.0%} of the score" if ex.score else "",
+        side: f"image {side.upper()}: region score {score:+.4f} = {score / ex.score:.0%} of the score"
+        if ex.score
+        else "",
         other: f"image {other.upper()}: where the region is matched, sum = {float(values.sum()):+.4f}",
     }
     return _pair_figure(ex, {other: values}, captions, _score_line(ex), mask=(side, mask), **kwargs)
@@ -188,8 +202,17 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: float = 120) -> Path:
     return path
 
 
-def hits_figure(query: np.ndarray, hits: list, images: list[np.ndarray], *, mask: Any = None, cmap: str = DEFAULT_CMAP,
-                alpha: float = 0.6, width: float = 12.0, title: str | None = None) -> "Figure":
+def hits_figure(
+    query: np.ndarray,
+    hits: list,
+    images: list[np.ndarray],
+    *,
+    mask: Any = None,
+    cmap: str = DEFAULT_CMAP,
+    alpha: float = 0.6,
+    width: float = 12.0,
+    title: str | None = None,
+) -> Figure:
     """The query (with its region outlined) and each hit's image with its region map, all maps on one
     diverging scale centred on 0; rank, score and label under each hit."""
     from matplotlib.colors import Normalize
@@ -215,8 +238,15 @@ def hits_figure(query: np.ndarray, hits: list, images: list[np.ndarray], *, mask
         ax.set_xticks([])
         ax.set_yticks([])
     if hits:
-        fig.colorbar(heat, ax=list(axes), orientation="horizontal", fraction=0.06, shrink=0.4,
-                     ticks=[-vmax, 0, vmax], format="%.2g").set_label("where the query region is matched")
+        fig.colorbar(
+            heat,
+            ax=list(axes),
+            orientation="horizontal",
+            fraction=0.06,
+            shrink=0.4,
+            ticks=[-vmax, 0, vmax],
+            format="%.2g",
+        ).set_label("where the query region is matched")
     if title:
         fig.suptitle(title, fontsize=11)
     return fig

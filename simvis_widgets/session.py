@@ -17,9 +17,10 @@ import math
 import numbers
 import os
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,23 +104,33 @@ class SessionOptions:
         if self.layer is not None:
             set_("layer", str(self.layer))
 
-    def replace(self, **changes: Any) -> "SessionOptions":
+    def replace(self, **changes: Any) -> SessionOptions:
         """A copy with ``changes``; unknown names are a ``TypeError`` naming them."""
         known = {f.name for f in dataclasses.fields(self)}
         unknown = set(changes) - known
         if unknown:
-            raise TypeError(f"unknown option(s) for a session: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+            raise TypeError(
+                f"unknown option(s) for a session: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+            )
         return dataclasses.replace(self, **changes)
 
     def describe(self) -> dict[str, Any]:
         """The options as JSON-ready values (the head as its digest, ``p`` only for GeM): the part of a session's
         fingerprint that does not depend on the weights."""
         return {
-            "model": self.name, "layer": self.layer, "pooling": self.pooling,
-            "p": self.p if self.pooling == "gem" else None, "head": None if self.head is None else self.head.digest,
-            "normalize": self.normalize, "size": self.size, "max_aspect": self.max_aspect,
-            "mean": list(self.mean), "std": list(self.std), "approximate": self.approximate,
-            "stride": self.stride, "channels": self.channels,
+            "model": self.name,
+            "layer": self.layer,
+            "pooling": self.pooling,
+            "p": self.p if self.pooling == "gem" else None,
+            "head": None if self.head is None else self.head.digest,
+            "normalize": self.normalize,
+            "size": self.size,
+            "max_aspect": self.max_aspect,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "approximate": self.approximate,
+            "stride": self.stride,
+            "channels": self.channels,
         }
 
 
@@ -193,7 +204,9 @@ class ModelSession:
             except LinearisationError as err:
                 raise ModelError(f"approximate=True: {err}") from None
             if opts.layer not in (None, self._linear.layer):
-                raise ModelError(f"approximate=True reads the tokens entering the last block ({self._linear.layer!r}), not {opts.layer!r}")
+                raise ModelError(
+                    f"approximate=True reads the tokens entering the last block ({self._linear.layer!r}), not {opts.layer!r}"
+                )
             if opts.head is not None:
                 raise ModelError("approximate=True explains the model's own head (forward_head); pass no head")
             opts = opts.replace(layer=self._linear.layer)
@@ -295,7 +308,7 @@ class ModelSession:
         weights: str | None = None,
         model_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
-    ) -> "ModelSession":
+    ) -> ModelSession:
         """A session on a named backbone: ``"efficientnet_lite0"`` (the embedded default: real ImageNet weights,
         offline), a torchvision name (``"resnet50"``, ``"vgg16"``, ...) or ``"timm:NAME"``.
 
@@ -313,14 +326,15 @@ class ModelSession:
         kwargs.setdefault("name", name if (pretrained or weights) else f"{name} (random init)")
         return cls(model, spec.layer, pooling=pooling, **kwargs)
 
-    def variant(self, **changes: Any) -> "ModelSession":
+    def variant(self, **changes: Any) -> ModelSession:
         """A session on the same network object (no copy, no reload) with some options changed, e.g.
         ``session.variant(pooling="max")`` or ``variant(size=224, head=W)``; ``device``, ``amp`` and
         ``cache_size`` may change too. The feature cache is not shared; the weights are hashed anew."""
         runtime = {k: changes.pop(k) for k in ("device", "amp", "cache_size") if k in changes}
         if "name" not in changes and ("pooling" in changes or "p" in changes):
             pooling, p = changes.get("pooling", self.pooling), changes.get("p", self.p)
-            changes["name"] = f"{self.name}, {'GeM p=%g' % p if str(pooling).lower() == 'gem' else pooling}"
+            label = f"GeM p={float(p):g}" if str(pooling).lower() == "gem" else pooling
+            changes["name"] = f"{self.name}, {label}"
         if "layer" in changes and changes["layer"] == "forward_features":
             changes["layer"] = None
         options = self.options.replace(**changes)
@@ -337,7 +351,7 @@ class ModelSession:
         out = self.forward(probe)
         if out.dim() == 3:  # (B, N, C) tokens: a ViT. Patch tokens follow num_prefix_tokens (CLS, registers).
             n = out.shape[1] - self._prefix_tokens()
-            side = int(round(n ** 0.5))
+            side = int(round(n**0.5))
             if n <= 0 or side * side != n:
                 raise ModelError(
                     f"layer {self.options.layer!r} of {self.options.name} outputs {out.shape[1]} tokens for a 224 x 224 input; after "
@@ -359,7 +373,7 @@ class ModelSession:
         """``(B, N, C)`` tokens -> ``(B, C, h, w)``: prefix tokens dropped, patch tokens on their grid."""
         stride = self._token_stride or 1
         h, w = input_size[0] // stride, input_size[1] // stride
-        patches = tokens[:, self._prefix_tokens():]
+        patches = tokens[:, self._prefix_tokens() :]
         if patches.shape[1] != h * w:
             raise ModelError(
                 f"{self.options.name} gave {patches.shape[1]} patch tokens for a {input_size[0]}x{input_size[1]} input, expected "
@@ -382,7 +396,9 @@ class ModelSession:
 
     def resizer(self) -> Callable[[np.ndarray], np.ndarray]:
         """:meth:`resize` as a picklable function of the image alone (for data-loader workers)."""
-        return functools.partial(resize_for_network, short_side=self.size, stride=self.stride, max_aspect=self.max_aspect)
+        return functools.partial(
+            resize_for_network, short_side=self.size, stride=self.stride, max_aspect=self.max_aspect
+        )
 
     def to_input(self, images: Sequence[np.ndarray]) -> Tensor:
         """Prepared images (``H x W x 3`` uint8, one size) as the network's input batch ``(B, 3, H, W)``: scaled to
@@ -394,8 +410,11 @@ class ModelSession:
         """The network from an input batch (:meth:`to_input`) to its local features (float32; patch tokens of a
         ViT on their grid), without gradients and without checks: :meth:`batch_features` checks."""
         autocast = (
-            torch.autocast(device_type=self.device.type, dtype=torch.float16 if self.device.type == "cuda" else torch.bfloat16)
-            if self.amp else contextlib.nullcontext()
+            torch.autocast(
+                device_type=self.device.type, dtype=torch.float16 if self.device.type == "cuda" else torch.bfloat16
+            )
+            if self.amp
+            else contextlib.nullcontext()
         )
         with torch.inference_mode(), autocast:
             out = self._extract(x)
@@ -541,8 +560,14 @@ class ModelSession:
         enc_a, enc_b = self.encode_many([img_a, img_b])
         return self.explain_encoded(enc_a, enc_b)
 
-    def explain_encoded(self, enc_a: Encoded, enc_b: Encoded | None = None, *, features_b: Tensor | None = None,
-                        image_b: np.ndarray | None = None) -> ExplainedPair:
+    def explain_encoded(
+        self,
+        enc_a: Encoded,
+        enc_b: Encoded | None = None,
+        *,
+        features_b: Tensor | None = None,
+        image_b: np.ndarray | None = None,
+    ) -> ExplainedPair:
         """:meth:`explain` from encoded images (:meth:`encode`); B may instead be stored ``features_b``
         ``(C, h, w)`` (a gallery's), with its image if known."""
         if enc_b is not None:
@@ -556,10 +581,12 @@ class ModelSession:
                 raise ModelError("an APPROXIMATE session explains encoded images only (it needs every token)")
             ex = self._linearised(enc_a, enc_b)
         else:
-            ex = decompose(enc_a.features, features_b, self.pooling, self.p, self.normalize, self.head,
-                           check_values=enc_b is None)
-        return ExplainedPair.of(ex, enc_a.image, image_b, source_size_a=enc_a.source_size, source_size_b=size_b,
-                                model_name=self.name)
+            ex = decompose(
+                enc_a.features, features_b, self.pooling, self.p, self.normalize, self.head, check_values=enc_b is None
+            )
+        return ExplainedPair.of(
+            ex, enc_a.image, image_b, source_size_a=enc_a.source_size, source_size_b=size_b, model_name=self.name
+        )
 
     def _linearised(self, enc_a: Encoded, enc_b: Encoded):  # type: ignore[no-untyped-def]
         """The APPROXIMATE explanation of a CLS-token ViT (see :mod:`simvis_widgets.linearise`)."""
@@ -567,7 +594,9 @@ class ModelSession:
         q_a, q_b = self._linear.contributions(enc_a.features), self._linear.contributions(enc_b.features)
         with torch.inference_mode():
             e_a, e_b = self._linear.embedding(enc_a.features), self._linear.embedding(enc_b.features)
-        return from_contributions(q_a, q_b, e_a.clone(), e_b.clone(), enc_a.grid, enc_b.grid, self.normalize, exact=False)
+        return from_contributions(
+            q_a, q_b, e_a.clone(), e_b.clone(), enc_a.grid, enc_b.grid, self.normalize, exact=False
+        )
 
     def __repr__(self) -> str:
         pooling = f"gem(p={self.p:g})" if self.pooling == "gem" else self.pooling
@@ -575,7 +604,8 @@ class ModelSession:
             f"ModelSession({self.name!r}, layer={self.layer!r}, pooling={pooling}, "
             f"{'cosine' if self.normalize else 'dot'}, head={'yes' if self.head is not None else 'no'}, "
             f"size={self.size}, channels={self.channels}, stride={self.stride}, device={self.device}"
-            + (", APPROXIMATE (CLS linearisation)" if self.approximate else "") + ")"
+            + (", APPROXIMATE (CLS linearisation)" if self.approximate else "")
+            + ")"
         )
 
 
@@ -609,7 +639,9 @@ def snapshots(
         try:
             model.load_state_dict(state)
         except RuntimeError as err:
-            raise ModelError(f"checkpoint '{path}' does not fit the model from model_factory: {str(err)[:300]}") from None
+            raise ModelError(
+                f"checkpoint '{path}' does not fit the model from model_factory: {str(err)[:300]}"
+            ) from None
         name = labels[i] if labels is not None else path.stem
         chosen_layer = layer if layer is not None else (base.layer if base is not None else None)
         if chosen_layer == "forward_features":

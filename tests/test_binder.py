@@ -137,8 +137,7 @@ def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> s
 
 def _isolated_env(tmp: Path, venv: Path) -> dict[str, str]:
     """The environment of every command: the new venv first on PATH, offline, nothing written outside tmp."""
-    drop = ("PYTHON", "VIRTUAL_ENV", "CONDA", "JUPYTER", "IPYTHON", "MPL", "TORCH_HOME", "XDG_CACHE",
-            "XDG_DATA")
+    drop = ("PYTHON", "VIRTUAL_ENV", "CONDA", "JUPYTER", "IPYTHON", "MPL", "TORCH_HOME", "XDG_CACHE", "XDG_DATA")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(
         PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import simvis_widgets as sv
+
 from jupyter_browser import chromium, jupyter_server, kernel_exec, open_and_run, open_widget
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,12 +60,16 @@ def cell_position(page: Any, widget: Any, side: str, row: int, col: int) -> tupl
     canvas = widget.locator(f'[data-testid="mark-{side}"]')
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
-    gh, gw = page.evaluate(f"() => {{ const p = document.querySelector('.simvis-pair').__simvis.{side}; return [p.gh, p.gw]; }}")
+    gh, gw = page.evaluate(
+        f"() => {{ const p = document.querySelector('.simvis-pair').__simvis.{side}; return [p.gh, p.gw]; }}"
+    )
     return box["x"] + (col + 0.5) * box["width"] / gw, box["y"] + (row + 0.5) * box["height"] / gh
 
 
 def wait_for_draw(page: Any, before: int) -> None:
-    page.wait_for_function(f"() => Number(document.querySelector('.simvis-pair').dataset.draws) > {before}", timeout=10_000)
+    page.wait_for_function(
+        f"() => Number(document.querySelector('.simvis-pair').dataset.draws) > {before}", timeout=10_000
+    )
 
 
 def draws(page: Any) -> int:
@@ -143,11 +148,16 @@ def test_jupyterlab_hover_and_paint(server: Any, reference: sv.Explanation, tmp_
         assert heat_indices(page, "b").max() >= 0  # the region map shows while the stroke is drawn
         page.mouse.up()
         page.wait_for_timeout(300)
-        shown = json.loads(kernel_exec(page, (
-            "import json\n"
-            "w = explorer.explanation.region_weights('a', explorer.mask_a)\n"
-            "print(json.dumps({'weights': w.tolist(), 'score': explorer.region_score('a')}))"
-        )))
+        shown = json.loads(
+            kernel_exec(
+                page,
+                (
+                    "import json\n"
+                    "w = explorer.explanation.region_weights('a', explorer.mask_a)\n"
+                    "print(json.dumps({'weights': w.tolist(), 'score': explorer.region_score('a')}))"
+                ),
+            )
+        )
         weights = np.asarray(shown["weights"])
         assert weights[9, 14] > 0.9 and weights[10, 18] > 0.9 and weights.sum() > 4  # the stroke reached Python
         assert shown["score"] == pytest.approx(reference.region_score("a", weights), rel=1e-4)
@@ -225,7 +235,9 @@ def test_retrieval_strip_follows_the_brush_and_opens_the_pair(server: Any, tmp_p
         widget = open_widget(page, server.lab(notebook), ".simvis-retrieval[data-results]")
         page.wait_for_function("() => document.querySelectorAll('.simvis-retrieval .sv-card').length === 8")
         before = page.evaluate(RESULTS)
-        kernel_scores = json.loads(kernel_exec(page, "import json; print(json.dumps([round(h.score, 4) for h in explorer.results]))"))
+        kernel_scores = json.loads(
+            kernel_exec(page, "import json; print(json.dumps([round(h.score, 4) for h in explorer.results]))")
+        )
         assert [float(t.split()[1]) for t in before["texts"]] == pytest.approx(kernel_scores, abs=1e-4)
         heat_before = _result_heat(page, 0)
 
@@ -235,29 +247,45 @@ def test_retrieval_strip_follows_the_brush_and_opens_the_pair(server: Any, tmp_p
         page.mouse.down()
         page.mouse.move(box["x"] + 0.85 * box["width"], box["y"] + 0.9 * box["height"], steps=15)
         # The strip refreshes while the stroke is still being drawn (throttled sends).
-        page.wait_for_function(f"() => Number(document.querySelector('.simvis-retrieval').dataset.results) > {before['version']}", timeout=20_000)
+        page.wait_for_function(
+            f"() => Number(document.querySelector('.simvis-retrieval').dataset.results) > {before['version']}",
+            timeout=20_000,
+        )
         page.mouse.up()
         page.wait_for_timeout(800)
         after = page.evaluate(RESULTS)
-        printed = json.loads(kernel_exec(page, (
-            "import json\n"
-            "mask = explorer.view.query_mask\n"
-            "hits = gallery.search(explorer._prepared, mask=mask, k=9, exclude_self=False)\n"
-            "print(json.dumps({'shown': [h.index for h in explorer.results], 'scores': [h.score for h in explorer.results],"
-            " 'expected': [h.index for h in hits if h.index != 0][:8], 'mask': float(mask.mean()), 'mode': explorer.view.region_mode}))"
-        )))
+        printed = json.loads(
+            kernel_exec(
+                page,
+                (
+                    "import json\n"
+                    "mask = explorer.view.query_mask\n"
+                    "hits = gallery.search(explorer._prepared, mask=mask, k=9, exclude_self=False)\n"
+                    "print(json.dumps({'shown': [h.index for h in explorer.results], 'scores': [h.score for h in explorer.results],"
+                    " 'expected': [h.index for h in hits if h.index != 0][:8], 'mask': float(mask.mean()), 'mode': explorer.view.region_mode}))"
+                ),
+            )
+        )
         assert printed["mode"] == "region" and printed["mask"] > 0.01  # the painted mask reached Python
         assert after["indices"] == printed["shown"] == printed["expected"]  # exact region ranking, as shown
-        assert [float(t.split()[1]) for t in after["texts"]] == pytest.approx([round(s, 4) for s in printed["scores"]], abs=1e-4)
+        assert [float(t.split()[1]) for t in after["texts"]] == pytest.approx(
+            [round(s, 4) for s in printed["scores"]], abs=1e-4
+        )
         assert _result_heat(page, 0) != heat_before  # the heatmaps now show where the region is matched
         widget.screenshot(path=str(SCREENSHOTS / "lab_retrieval.png"))
 
         chosen = after["indices"][1]
         widget.locator(f'.sv-card[data-index="{chosen}"]').click()
         page.wait_for_selector(".simvis-pair[data-ready]", timeout=60_000)
-        shown = kernel_exec(page, "print(explorer.pair.explanation.score, gallery.search(explorer._raw, k=50)[0].score)")
+        shown = kernel_exec(
+            page, "print(explorer.pair.explanation.score, gallery.search(explorer._raw, k=50)[0].score)"
+        )
         pair_score = float(shown.split()[0])
-        expected = json.loads(kernel_exec(page, f"import json; print(json.dumps(session.explain(explorer._raw, gallery.image({chosen})).score))"))
+        expected = json.loads(
+            kernel_exec(
+                page, f"import json; print(json.dumps(session.explain(explorer._raw, gallery.image({chosen})).score))"
+            )
+        )
         assert pair_score == pytest.approx(expected, rel=1e-6)
         readout = page.locator(".simvis-pair [data-testid='readout']").inner_text()
         assert f"score {pair_score:.4f}" in readout
@@ -265,19 +293,25 @@ def test_retrieval_strip_follows_the_brush_and_opens_the_pair(server: Any, tmp_p
 
 
 COMPARE_NOTEBOOK = {
-    "cells": [{
-        "cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-        "source": (
-            "import simvis_widgets as sv\n"
-            "session = sv.ModelSession.from_pretrained('efficientnet_lite0', size=224)\n"
-            "photos = sv.datasets.demo_images()\n"
-            "compare = sv.CompareExplorer([session, session.variant(pooling='max'), session.variant(pooling='gem')],\n"
-            "                             photos['motorcycle_left'], photos['motorcycle_right'])\n"
-            "compare"
-        ),
-    }],
+    "cells": [
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": (
+                "import simvis_widgets as sv\n"
+                "session = sv.ModelSession.from_pretrained('efficientnet_lite0', size=224)\n"
+                "photos = sv.datasets.demo_images()\n"
+                "compare = sv.CompareExplorer([session, session.variant(pooling='max'), session.variant(pooling='gem')],\n"
+                "                             photos['motorcycle_left'], photos['motorcycle_right'])\n"
+                "compare"
+            ),
+        }
+    ],
     "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-    "nbformat": 4, "nbformat_minor": 5,
+    "nbformat": 4,
+    "nbformat_minor": 5,
 }
 
 
@@ -314,7 +348,9 @@ def test_compare_explorer_hover_drives_every_row(server: Any, tmp_path: Path) ->
         gh, gw = refs[1].grid_a
         row_cell, col_cell = 4, 7
         before = int(page.evaluate("() => Number(document.querySelector('.simvis-compare').dataset.draws)"))
-        page.mouse.move(box["x"] + (col_cell + 0.5) * box["width"] / gw, box["y"] + (row_cell + 0.5) * box["height"] / gh)
+        page.mouse.move(
+            box["x"] + (col_cell + 0.5) * box["width"] / gw, box["y"] + (row_cell + 0.5) * box["height"] / gh
+        )
         page.wait_for_function(f"() => Number(document.querySelector('.simvis-compare').dataset.draws) > {before}")
         rows = [page.evaluate(read, [row, "b"]) for row in range(3)]
         points = [ex.point_map("a", row_cell, col_cell).numpy().ravel() for ex in refs]
@@ -375,11 +411,20 @@ def test_make_demo_prints_a_url_that_opens_the_quickstart(tmp_path: Path) -> Non
     if make is None:
         pytest.skip("make is not installed")
     port = free_port()
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    proc = subprocess.Popen([make, "--no-print-directory", "demo", f"PORT={port}", "JUPYTER_ARGS=--no-browser"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    proc = subprocess.Popen(
+        [make, "--no-print-directory", "demo", f"PORT={port}", "JUPYTER_ARGS=--no-browser"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
@@ -401,8 +446,9 @@ def test_make_demo_prints_a_url_that_opens_the_quickstart(tmp_path: Path) -> Non
             except OSError as err:
                 assert time.monotonic() < deadline and proc.poll() is None, f"{url}: {err}\n{''.join(seen)}"
                 time.sleep(0.2)
-        config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page,
-                                      re.S).group(1))
+        config = json.loads(
+            re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page, re.S).group(1)
+        )
         assert config["treePath"] == "01_quickstart.ipynb"
         assert Path(config["serverRoot"]) == REPO / "notebooks"
     finally:

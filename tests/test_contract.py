@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import simvis_widgets as sv
+
 from oracles import brute_force
 
 PACKAGE = Path(sv.__file__).parent
@@ -45,7 +46,9 @@ def test_explanation_is_immutable_and_images_belong_to_the_pair() -> None:
     torch.testing.assert_close(swapped.pairwise, ex.pairwise.T)
 
 
-def test_session_explain_returns_a_pair_that_draws(resnet18_random: sv.ModelSession, photos: dict, tmp_path: Path) -> None:
+def test_session_explain_returns_a_pair_that_draws(
+    resnet18_random: sv.ModelSession, photos: dict, tmp_path: Path
+) -> None:
     pair = resnet18_random.explain(photos["chelsea"], photos["coffee"])
     assert isinstance(pair, sv.ExplainedPair) and isinstance(pair, sv.Explanation)
     assert pair.source_size_a == photos["chelsea"].shape[:2] and pair.model_name == resnet18_random.name
@@ -79,9 +82,19 @@ def test_no_module_reaches_into_another_modules_private_names() -> None:
         own |= ANYWIDGET_NAMES
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level >= 1:
-                offences += [f"{path.name}: imports {a.name}" for a in node.names if a.name.startswith("_") and a.name != "__version__"]
-            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
-                    and isinstance(node.value, ast.Name) and node.value.id not in ("self", "cls") and node.attr not in own):
+                offences += [
+                    f"{path.name}: imports {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and a.name != "__version__"
+                ]
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name)
+                and node.value.id not in ("self", "cls")
+                and node.attr not in own
+            ):
                 offences.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
     assert not offences, offences
 
@@ -90,8 +103,18 @@ def test_no_module_reaches_into_another_modules_private_names() -> None:
 
 
 def test_every_library_error_derives_from_simvis_error() -> None:
-    for name in ("DecompositionError", "ImageInputError", "ModelError", "WeightsUnavailableError", "GalleryError",
-                 "WidgetError", "PairExplorerError", "LimitError", "LinearisationError", "CellIndexError"):
+    for name in (
+        "DecompositionError",
+        "ImageInputError",
+        "ModelError",
+        "WeightsUnavailableError",
+        "GalleryError",
+        "WidgetError",
+        "PairExplorerError",
+        "LimitError",
+        "LinearisationError",
+        "CellIndexError",
+    ):
         cls = getattr(sv, name)
         assert issubclass(cls, sv.SimvisError) and issubclass(cls, ValueError), name
     with pytest.raises(sv.SimvisError):
@@ -103,8 +126,21 @@ def test_every_library_error_derives_from_simvis_error() -> None:
 def test_public_namespace_holds_no_internals() -> None:
     for internal in ("pooling_shares", "region_query", "check_pooling", "fingerprint"):
         assert not hasattr(sv, internal), internal
-    for public in ("ModelSession", "SessionOptions", "ExplainedPair", "Explanation", "Gallery", "Hit", "decompose",
-                   "PairExplorer", "RetrievalExplorer", "CompareExplorer", "snapshots", "datasets", "SimvisError"):
+    for public in (
+        "ModelSession",
+        "SessionOptions",
+        "ExplainedPair",
+        "Explanation",
+        "Gallery",
+        "Hit",
+        "decompose",
+        "PairExplorer",
+        "RetrievalExplorer",
+        "CompareExplorer",
+        "snapshots",
+        "datasets",
+        "SimvisError",
+    ):
         assert public in sv.__all__ and hasattr(sv, public), public
 
 
@@ -233,7 +269,9 @@ def test_point_map_refuses_non_integers() -> None:
 
 
 def test_malformed_sequential_heads_are_named() -> None:
-    with pytest.raises(sv.DecompositionError, match="layer 1 of the nn.Sequential takes 128 inputs but the layers before it give 256"):
+    with pytest.raises(
+        sv.DecompositionError, match="layer 1 of the nn.Sequential takes 128 inputs but the layers before it give 256"
+    ):
         sv.decompose(_feats(c=6), _feats(c=6, seed=1), head=nn.Sequential(nn.Linear(6, 256), nn.Linear(128, 4)))
     with pytest.raises(sv.DecompositionError, match="layer 1 of the nn.Sequential is a ReLU"):
         sv.decompose(_feats(c=6), _feats(c=6, seed=1), head=nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4)))
@@ -256,7 +294,9 @@ def test_cuda_contract(photos: dict, tmp_path: Path) -> None:
     assert hits[0].score == pytest.approx(gpu.explain(a, images[hits[0].index]).score, abs=1e-4)
     big = _feats(seed=2).cuda() * 1e19
     ex = sv.decompose(big, big * 0.5 + 1e18)
-    assert math.isfinite(ex.score) and ex.score == pytest.approx(sv.decompose(big.cpu(), big.cpu() * 0.5 + 1e18).score, rel=1e-5)
+    assert math.isfinite(ex.score) and ex.score == pytest.approx(
+        sv.decompose(big.cpu(), big.cpu() * 0.5 + 1e18).score, rel=1e-5
+    )
 
 
 def test_session_sizes_above_the_pixel_budget_are_refused_before_any_work() -> None:

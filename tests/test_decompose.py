@@ -10,12 +10,15 @@ import torch
 
 import simvis_widgets as sv
 from simvis_widgets.decompose import pooling_shares, region_query
+
 from oracles import brute_force, grad_times_activation, loop_shares, torch_pool
 
 POOLINGS = ["avg", "sum", "max", "gem"]
 
 
-def _feats(seed: int, c: int, h: int, w: int, positive: bool = True, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def _feats(
+    seed: int, c: int, h: int, w: int, positive: bool = True, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(c, h, w, generator=g, dtype=dtype)
     return x + 0.05 if positive else x * 2 - 1
@@ -164,8 +167,14 @@ def test_decompose_many_equals_decompose_per_image() -> None:
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_region_query_gives_exact_region_scores(with_bias: bool) -> None:
     g = torch.Generator().manual_seed(16)
-    xa, xb = torch.rand(8, 4, 4, generator=g, dtype=torch.float64), torch.rand(8, 3, 5, generator=g, dtype=torch.float64)
-    head = (torch.randn(5, 8, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64) if with_bias else None)
+    xa, xb = (
+        torch.rand(8, 4, 4, generator=g, dtype=torch.float64),
+        torch.rand(8, 3, 5, generator=g, dtype=torch.float64),
+    )
+    head = (
+        torch.randn(5, 8, generator=g, dtype=torch.float64),
+        torch.randn(5, generator=g, dtype=torch.float64) if with_bias else None,
+    )
     mask = np.zeros((4, 4))
     mask[1:3, :2] = 1
     ex = sv.decompose(xa, xb, "gem", head=head)
@@ -220,7 +229,9 @@ def test_layer_norm_head_is_exact(pooling: str, then_linear: bool) -> None:
     for total in (ex.map_a.sum(), ex.map_b.sum(), ex.pairwise.sum()):
         assert float(total) + ex.global_term == pytest.approx(ex.score, rel=1e-10)
     with pytest.raises(sv.DecompositionError, match="LayerNorm after a linear layer"):
-        sv.decompose(xa, xb, pooling, head=torch.nn.Sequential(torch.nn.Linear(6, 6).double(), torch.nn.LayerNorm(6).double()))
+        sv.decompose(
+            xa, xb, pooling, head=torch.nn.Sequential(torch.nn.Linear(6, 6).double(), torch.nn.LayerNorm(6).double())
+        )
 
 
 @pytest.mark.gpu

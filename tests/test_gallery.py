@@ -21,7 +21,9 @@ from simvis_widgets.gallery import ExactIndex, FaissIndex, Gallery, GalleryError
 
 @pytest.fixture(scope="module")
 def views() -> sv.datasets.DemoViews:
-    return sv.datasets.demo_views(views_per_photo=3, short_side=160, photos=("chelsea", "coffee", "astronaut", "rocket"))
+    return sv.datasets.demo_views(
+        views_per_photo=3, short_side=160, photos=("chelsea", "coffee", "astronaut", "rocket")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +34,22 @@ def gallery(resnet18_random: sv.ModelSession, views: sv.datasets.DemoViews) -> G
 def _region(image: np.ndarray) -> np.ndarray:
     mask = np.zeros(image.shape[:2])
     h, w = mask.shape
-    mask[h // 5: h // 2, w // 3: (4 * w) // 5] = 1
+    mask[h // 5 : h // 2, w // 3 : (4 * w) // 5] = 1
     return mask
 
 
 @pytest.mark.parametrize("query_kind", ["whole", "mask", "box", "point"])
-def test_scores_are_the_exact_region_scores(gallery: Gallery, views: sv.datasets.DemoViews, resnet18_random: sv.ModelSession,
-                                            query_kind: str) -> None:
+def test_scores_are_the_exact_region_scores(
+    gallery: Gallery, views: sv.datasets.DemoViews, resnet18_random: sv.ModelSession, query_kind: str
+) -> None:
     query = views.images[1]
     h, w = query.shape[:2]
-    kwargs = {"whole": {}, "mask": {"mask": _region(query)}, "box": {"box": (w / 3, h / 5, 0.8 * w, h / 2)},
-              "point": {"point": (w * 0.6, h * 0.3)}}[query_kind]
+    kwargs = {
+        "whole": {},
+        "mask": {"mask": _region(query)},
+        "box": {"box": (w / 3, h / 5, 0.8 * w, h / 2)},
+        "point": {"point": (w * 0.6, h * 0.3)},
+    }[query_kind]
     hits = gallery.search(query, k=len(gallery), **kwargs)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     for hit in hits[:4] + hits[-2:]:
@@ -59,7 +66,7 @@ def test_scores_are_the_exact_region_scores(gallery: Gallery, views: sv.datasets
             if mask is None:
                 mask = np.zeros((h, w))
                 x0, y0, x1, y1 = kwargs["box"]
-                mask[int(np.floor(y0)): int(np.ceil(y1)), int(np.floor(x0)): int(np.ceil(x1))] = 1
+                mask[int(np.floor(y0)) : int(np.ceil(y1)), int(np.floor(x0)) : int(np.ceil(x1))] = 1
             expected = ex.region_score("a", mask)  # the mask at the query photo's own size
         assert hit.score == pytest.approx(expected, rel=1e-5, abs=1e-7)
         # The hit's map is drawn from float16 features: its sum is the score to float16 precision.
@@ -69,7 +76,9 @@ def test_scores_are_the_exact_region_scores(gallery: Gallery, views: sv.datasets
 
 def test_retrieval_finds_the_other_views(lite0: sv.ModelSession) -> None:
     """Real weights: every view's nearest other image is a view of the same photo."""
-    views = sv.datasets.demo_views(views_per_photo=3, short_side=200, photos=("chelsea", "coffee", "astronaut", "rocket", "china"))
+    views = sv.datasets.demo_views(
+        views_per_photo=3, short_side=200, photos=("chelsea", "coffee", "astronaut", "rocket", "china")
+    )
     gallery = Gallery.build(views.images, lite0, labels=views.groups, progress=False)
     for i, image in enumerate(views.images):
         top = gallery.search(image, k=1, exclude_self=True)[0]
@@ -82,7 +91,9 @@ def test_exclude_self(gallery: Gallery, views: sv.datasets.DemoViews) -> None:
     assert len(gallery.search(views.images[4], k=len(gallery), exclude_self=True)) == len(gallery) - 1
 
 
-def test_save_load_round_trip(gallery: Gallery, views: sv.datasets.DemoViews, resnet18_random: sv.ModelSession, tmp_path: Path) -> None:
+def test_save_load_round_trip(
+    gallery: Gallery, views: sv.datasets.DemoViews, resnet18_random: sv.ModelSession, tmp_path: Path
+) -> None:
     path = gallery.save(tmp_path / "g.simvis")
     loaded = Gallery.load(path, resnet18_random)
     assert len(loaded) == len(gallery) and loaded.labels == gallery.labels and loaded.sources == gallery.sources
@@ -94,7 +105,9 @@ def test_save_load_round_trip(gallery: Gallery, views: sv.datasets.DemoViews, re
     torch.testing.assert_close(a[0].map, b[0].map)
 
 
-def test_resume_embeds_only_new_and_changed_files(resnet18_random: sv.ModelSession, views: sv.datasets.DemoViews, tmp_path: Path) -> None:
+def test_resume_embeds_only_new_and_changed_files(
+    resnet18_random: sv.ModelSession, views: sv.datasets.DemoViews, tmp_path: Path
+) -> None:
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
     for i, image in enumerate(views.images[:6]):
@@ -138,9 +151,13 @@ def test_a_killed_save_never_corrupts_the_previous_file(tmp_path: Path) -> None:
     script.write_text(SAVER)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     torch.manual_seed(0)
-    session = sv.ModelSession(torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, stride=4, padding=1)), "0", size=64, device="cpu")
+    session = sv.ModelSession(
+        torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, stride=4, padding=1)), "0", size=64, device="cpu"
+    )
     for attempt, value in enumerate((1, 2, 3)):
-        proc = subprocess.Popen([sys.executable, str(script), str(path), str(value)], env=env, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(path), str(value)], env=env, stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         time.sleep(0.4 + 0.37 * attempt)  # somewhere inside one of the repeated saves
         proc.send_signal(signal.SIGKILL)
@@ -164,14 +181,18 @@ def test_corrupt_and_mismatched_files(gallery: Gallery, resnet18_random: sv.Mode
     (tmp_path / "head.simvis").write_bytes(data[:8] + data[8:16] + b"{broken json" + data[40:200])
     with pytest.raises(GalleryError, match="corrupt"):
         Gallery.load(tmp_path / "head.simvis", resnet18_random)
-    other = sv.ModelSession(resnet18_random.model, "layer4", pooling="gem", size=128, device="cpu", name=resnet18_random.name)
+    other = sv.ModelSession(
+        resnet18_random.model, "layer4", pooling="gem", size=128, device="cpu", name=resnet18_random.name
+    )
     with pytest.raises(GalleryError, match=r"another session \(pooling: gallery 'avg' vs session 'gem'"):
         Gallery.load(path, other)
     with pytest.raises(GalleryError, match="does not exist"):
         Gallery.load(tmp_path / "missing.simvis", resnet18_random)
 
 
-def test_unreadable_files_are_skipped_with_one_warning(resnet18_random: sv.ModelSession, views: sv.datasets.DemoViews, tmp_path: Path) -> None:
+def test_unreadable_files_are_skipped_with_one_warning(
+    resnet18_random: sv.ModelSession, views: sv.datasets.DemoViews, tmp_path: Path
+) -> None:
     for i in range(3):
         Image.fromarray(views.images[i]).save(tmp_path / f"ok{i}.jpg")
     (tmp_path / "empty.png").write_bytes(b"")
@@ -183,8 +204,9 @@ def test_unreadable_files_are_skipped_with_one_warning(resnet18_random: sv.Model
     assert len(g) == 3
 
 
-def test_a_cached_rebuild_warns_about_unreadable_files_once(resnet18_random: sv.ModelSession, views: sv.datasets.DemoViews,
-                                                            tmp_path: Path) -> None:
+def test_a_cached_rebuild_warns_about_unreadable_files_once(
+    resnet18_random: sv.ModelSession, views: sv.datasets.DemoViews, tmp_path: Path
+) -> None:
     import warnings
 
     from tqdm import tqdm
@@ -221,7 +243,9 @@ def test_a_cached_rebuild_warns_about_unreadable_files_once(resnet18_random: sv.
     assert bars and bars[-1].n == 3 and bars[-1].total == 3
 
 
-def test_bad_inputs(gallery: Gallery, views: sv.datasets.DemoViews, resnet18_random: sv.ModelSession, tmp_path: Path) -> None:
+def test_bad_inputs(
+    gallery: Gallery, views: sv.datasets.DemoViews, resnet18_random: sv.ModelSession, tmp_path: Path
+) -> None:
     query = views.images[0]
     h, w = query.shape[:2]
     with pytest.raises(GalleryError, match="no images"):
@@ -289,8 +313,12 @@ def test_demo_gallery_is_labelled(resnet18_random: sv.ModelSession) -> None:
 
 def test_a_head_with_bias_keeps_scores_exact(views: sv.datasets.DemoViews) -> None:
     torch.manual_seed(7)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=4, padding=1), torch.nn.ReLU(),
-                              torch.nn.Conv2d(16, 32, 3, stride=4, padding=1), torch.nn.ReLU())
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, stride=4, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, stride=4, padding=1),
+        torch.nn.ReLU(),
+    )
     session = sv.ModelSession(net, "3", head=torch.nn.Linear(32, 8), size=64, device="cpu")
     gallery = Gallery.build(views.images[:6], session, progress=False)
     query = views.images[0]

@@ -46,8 +46,18 @@ def worked_examples(text: str) -> list[dict[str, Any]]:
 
 
 EXAMPLES = worked_examples(METHOD.read_text())
-INPUTS = {"example", "pooling", "normalize", "grid_a", "grid_b", "cells_a", "cells_b", "head_weight", "head_bias",
-          "mask_a"}
+INPUTS = {
+    "example",
+    "pooling",
+    "normalize",
+    "grid_a",
+    "grid_b",
+    "cells_a",
+    "cells_b",
+    "head_weight",
+    "head_bias",
+    "mask_a",
+}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -107,10 +117,20 @@ def brute_force(ex: dict[str, Any]) -> dict[str, Any]:
     row_sums = [sum(row) for row in pairwise]
     col_sums = [sum(pairwise[i][j] for i in range(len(q_a))) for j in range(len(q_b))]
     out: dict[str, Any] = {
-        "f_a": f_a, "f_b": f_b, "g_a": g_a, "g_b": g_b, "e_a": e_a, "e_b": e_b, "norm_a": norm_a, "norm_b": norm_b,
-        "scale": scale, "shares_a": q_a, "shares_b": q_b, "P": pairwise,
-        "map_a": [row_sums[r * wa:(r + 1) * wa] for r in range(ha)],
-        "map_b": [col_sums[r * wb:(r + 1) * wb] for r in range(hb)],
+        "f_a": f_a,
+        "f_b": f_b,
+        "g_a": g_a,
+        "g_b": g_b,
+        "e_a": e_a,
+        "e_b": e_b,
+        "norm_a": norm_a,
+        "norm_b": norm_b,
+        "scale": scale,
+        "shares_a": q_a,
+        "shares_b": q_b,
+        "P": pairwise,
+        "map_a": [row_sums[r * wa : (r + 1) * wa] for r in range(ha)],
+        "map_b": [col_sums[r * wb : (r + 1) * wb] for r in range(hb)],
         "global_term": (dot(bias, g_b) + dot(g_a, bias) + dot(bias, bias)) * scale,
         "score": dot(e_a, e_b) * scale,
     }
@@ -118,13 +138,15 @@ def brute_force(ex: dict[str, Any]) -> dict[str, Any]:
         weights = area_weights(ex["mask_a"], ex["grid_a"])
         region_map = [sum(weights[i] * pairwise[i][j] for i in range(len(q_a))) for j in range(len(q_b))]
         query = [sum(weights[i] * q_a[i][k] for i in range(len(q_a))) for k in range(len(g_a))]
-        out.update({
-            "weights_a": [weights[r * wa:(r + 1) * wa] for r in range(ha)],
-            "region_map_b": [region_map[r * wb:(r + 1) * wb] for r in range(hb)],
-            "region_score_a": sum(w_i * s_i for w_i, s_i in zip(weights, row_sums)),
-            "region_query": query,
-            "region_retrieval_score": dot(query, g_b) * scale,
-        })
+        out.update(
+            {
+                "weights_a": [weights[r * wa : (r + 1) * wa] for r in range(ha)],
+                "region_map_b": [region_map[r * wb : (r + 1) * wb] for r in range(hb)],
+                "region_score_a": sum(w_i * s_i for w_i, s_i in zip(weights, row_sums)),
+                "region_query": query,
+                "region_retrieval_score": dot(query, g_b) * scale,
+            }
+        )
     return out
 
 
@@ -153,21 +175,36 @@ def library(ex: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
     assert result.embedding_a is not None and result.embedding_b is not None
     assert torch.allclose(e_a, result.embedding_a) and torch.allclose(e_b, result.embedding_b)
     out: dict[str, Any] = {
-        "f_a": pooled.embedding_a, "f_b": pooled.embedding_b, "g_a": g_a, "g_b": g_b,
-        "e_a": result.embedding_a, "e_b": result.embedding_b, "norm_a": result.embedding_a.norm(),
-        "norm_b": result.embedding_b.norm(), "scale": result.scale, "shares_a": result.shares_a,
-        "shares_b": result.shares_b, "P": result.pairwise, "map_a": result.map_a, "map_b": result.map_b,
-        "global_term": result.global_term, "score": result.score,
+        "f_a": pooled.embedding_a,
+        "f_b": pooled.embedding_b,
+        "g_a": g_a,
+        "g_b": g_b,
+        "e_a": result.embedding_a,
+        "e_b": result.embedding_b,
+        "norm_a": result.embedding_a.norm(),
+        "norm_b": result.embedding_b.norm(),
+        "scale": result.scale,
+        "shares_a": result.shares_a,
+        "shares_b": result.shares_b,
+        "P": result.pairwise,
+        "map_a": result.map_a,
+        "map_b": result.map_b,
+        "global_term": result.global_term,
+        "score": result.score,
     }
     if "mask_a" in ex:
         mask = torch.tensor(ex["mask_a"], dtype=dtype)
         weights = cell_weights(mask, tuple(ex["grid_a"]), dtype=dtype)
         query, _ = region_query(feats_a, weights, pooling, head=head)
-        out.update({
-            "weights_a": weights, "region_map_b": result.region_map("a", mask),
-            "region_score_a": result.region_score("a", mask), "region_query": query,
-            "region_retrieval_score": float(query @ g_b) * result.scale,
-        })
+        out.update(
+            {
+                "weights_a": weights,
+                "region_map_b": result.region_map("a", mask),
+                "region_score_a": result.region_score("a", mask),
+                "region_query": query,
+                "region_retrieval_score": float(query @ g_b) * result.scale,
+            }
+        )
     return out
 
 
@@ -289,8 +326,23 @@ def test_wheel_carries_the_license(tmp_path: Path) -> None:
         shutil.copy(REPO / name, src / name)
     shutil.copytree(REPO / "simvis_widgets", src / "simvis_widgets", ignore=shutil.ignore_patterns("__pycache__"))
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w",
-         str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     (wheel,) = (tmp_path / "dist").glob("simvis_widgets-*.whl")

@@ -183,7 +183,9 @@ def test_to_html_is_self_contained(explorer: sv.PairExplorer, tmp_path: Path) ->
     assert state["_static"] is True and state["grid_a"] == explorer.grid_a
     assert base64.b64decode(state["pairwise"]["__b64__"]) == explorer.pairwise
     assert state["matrix_scale"] == explorer.matrix_scale
-    assert "export default" in page and "</script>" not in re.search(r'id="simvis-esm">(.*?)</script>', page, re.S).group(1)
+    assert "export default" in page and "</script>" not in re.search(
+        r'id="simvis-esm">(.*?)</script>', page, re.S
+    ).group(1)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -197,9 +199,17 @@ def _run_parity(explorer: sv.PairExplorer, points: list[tuple[str, int]], region
     b64 = lambda data: base64.b64encode(bytes(data)).decode()  # noqa: E731
     na, nb = np.prod(explorer.grid_a), np.prod(explorer.grid_b)
     case = {
-        "kind": explorer.matrix_kind, "dtype": explorer.matrix_dtype, "nA": int(na), "nB": int(nb),
-        "pairwise": b64(explorer.pairwise), "shares_a": b64(explorer.shares_a), "shares_b": b64(explorer.shares_b),
-        "dim": explorer.factor_dim, "scale": explorer.scale, "matrix_scale": explorer.matrix_scale, "points": points,
+        "kind": explorer.matrix_kind,
+        "dtype": explorer.matrix_dtype,
+        "nA": int(na),
+        "nB": int(nb),
+        "pairwise": b64(explorer.pairwise),
+        "shares_a": b64(explorer.shares_a),
+        "shares_b": b64(explorer.shares_b),
+        "dim": explorer.factor_dim,
+        "scale": explorer.scale,
+        "matrix_scale": explorer.matrix_scale,
+        "points": points,
         "regions": [dict(r, mask=b64((r["mask"] * 255).astype(np.uint8).tobytes())) for r in regions],
     }
     path = tmp_path / "case.json"
@@ -209,8 +219,9 @@ def _run_parity(explorer: sv.PairExplorer, points: list[tuple[str, int]], region
     return json.loads(out.stdout)
 
 
-@pytest.mark.parametrize("grids", [((7, 10), (5, 5)), ((24, 24), (23, 25)), ((33, 33), (32, 33))],
-                         ids=["float32", "float16", "factors"])
+@pytest.mark.parametrize(
+    "grids", [((7, 10), (5, 5)), ((24, 24), (23, 25)), ((33, 33), (32, 33))], ids=["float32", "float16", "factors"]
+)
 def test_browser_maths_equal_python(grids: tuple, tmp_path: Path) -> None:
     ex = _synthetic(*grids)
     explorer = sv.PairExplorer.from_explanation(ex)
@@ -226,14 +237,20 @@ def test_browser_maths_equal_python(grids: tuple, tmp_path: Path) -> None:
         grid = ex.grid_a if side == "a" else ex.grid_b
         regions.append({"side": side, "mask": mask, "H": H, "W": W, "gh": grid[0], "gw": grid[1]})
     out = _run_parity(explorer, points, regions, tmp_path)
-    rtol = {"float32": 1e-5, "float16": 2e-3, "factors": 3e-3}[explorer.matrix_dtype if explorer.matrix_kind == "pairwise" else "factors"]
+    rtol = {"float32": 1e-5, "float16": 2e-3, "factors": 3e-3}[
+        explorer.matrix_dtype if explorer.matrix_kind == "pairwise" else "factors"
+    ]
     for (side, i), got in zip(points, out["points"]):
         grid = ex.grid_a if side == "a" else ex.grid_b
         expected = ex.point_map(side, i // grid[1], i % grid[1]).numpy().ravel()
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
-        assert int(np.argmax(got)) == int(np.argmax(expected)) or np.isclose(np.max(expected), expected[int(np.argmax(got))], rtol=rtol)
+        assert int(np.argmax(got)) == int(np.argmax(expected)) or np.isclose(
+            np.max(expected), expected[int(np.argmax(got))], rtol=rtol
+        )
     for region, got in zip(regions, out["regions"]):
         side = region["side"]
-        np.testing.assert_allclose(got["weights"], ex.region_weights(side, region["mask"]).numpy().ravel(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            got["weights"], ex.region_weights(side, region["mask"]).numpy().ravel(), rtol=1e-5, atol=1e-6
+        )
         expected = ex.region_map(side, region["mask"]).numpy().ravel()
         np.testing.assert_allclose(got["map"], expected, rtol=rtol, atol=rtol * np.abs(expected).max())

@@ -27,7 +27,9 @@ def test_initial_whole_image_results(setup) -> None:  # type: ignore[no-untyped-
     assert bytes(payload[0]["thumb"])[:2] == b"\xff\xd8"  # JPEG thumbnail
     m = np.frombuffer(bytes(payload[0]["map"]), "<f4").reshape(payload[0]["grid"])
     np.testing.assert_allclose(m, expected[0].map.numpy(), rtol=1e-6)
-    assert r.view.gallery_size == len(gallery) and r.view.query_grid == list(session.features(views.images[0]).shape[1:])
+    assert r.view.gallery_size == len(gallery) and r.view.query_grid == list(
+        session.features(views.images[0]).shape[1:]
+    )
 
 
 def test_region_weights_from_the_browser_rerank(setup) -> None:  # type: ignore[no-untyped-def]
@@ -40,7 +42,9 @@ def test_region_weights_from_the_browser_rerank(setup) -> None:  # type: ignore[
     r.view.region_mode = "region"
     r.view.query_region = {"kind": "cells", "weights": weights.ravel().tolist()}  # what the JS sends
     assert r.view.results_version > version
-    expected = gallery.search_features(session.features(views.images[3]), torch.tensor(weights, dtype=torch.float32), k=3)
+    expected = gallery.search_features(
+        session.features(views.images[3]), torch.tensor(weights, dtype=torch.float32), k=3
+    )
     assert [(h.index, round(h.score, 6)) for h in r.results] == [(h.index, round(h.score, 6)) for h in expected]
     r.view.k = 5
     assert len(r.results) == 5
@@ -93,7 +97,11 @@ def test_region_weights_and_selection_are_checked(setup) -> None:  # type: ignor
     session, gallery, views = setup
     r = sv.RetrievalExplorer(session, gallery, views.images[1], k=3)
     gh, gw = r.view.query_grid
-    for bad, why in (([float("nan")] * (gh * gw), "NaN"), ([-1.0] * (gh * gw), "all negative"), ([2.0] * (gh * gw), "> 1")):
+    for bad, why in (
+        ([float("nan")] * (gh * gw), "NaN"),
+        ([-1.0] * (gh * gw), "all negative"),
+        ([2.0] * (gh * gw), "> 1"),
+    ):
         r.view.region_mode = "region"
         with pytest.raises(sv.WidgetError, match=r"finite numbers in \[0, 1\]"):  # the search it triggers refuses
             r.view.query_region = {"kind": "cells", "weights": bad, "id": 1, "why": why}

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import simvis_widgets as sv
+
 from oracles import torch_pool
 
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
@@ -62,7 +63,9 @@ def test_embed_equals_torch_pooling_and_score_is_cosine(lite0: sv.ModelSession, 
     assert session.model is lite0.model and session.size == 224
     a, b = photos["motorcycle_left"], photos["astronaut"]  # different sizes and aspect ratios
     feats = session.features(a)
-    torch.testing.assert_close(session.embed(a), F.normalize(torch_pool(feats, pooling, 3.0), dim=0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        session.embed(a), F.normalize(torch_pool(feats, pooling, 3.0), dim=0), rtol=1e-5, atol=1e-6
+    )
     ex = session.explain(a, b)
     assert ex.score == pytest.approx(float(session.embed(a) @ session.embed(b)), abs=1e-5)
     assert ex.grid_a != ex.grid_b
@@ -109,8 +112,14 @@ def test_all_input_kinds_give_the_same_features(resnet18_random: sv.ModelSession
     path = tmp_path / "coffee.png"
     Image.fromarray(img).save(path)
     reference = resnet18_random.features(img)
-    for variant in (path, str(path), Image.fromarray(img), img.astype(np.float32) / 255,
-                    torch.from_numpy(img).permute(2, 0, 1), torch.from_numpy(img).permute(2, 0, 1).float() / 255):
+    for variant in (
+        path,
+        str(path),
+        Image.fromarray(img),
+        img.astype(np.float32) / 255,
+        torch.from_numpy(img).permute(2, 0, 1),
+        torch.from_numpy(img).permute(2, 0, 1).float() / 255,
+    ):
         torch.testing.assert_close(resnet18_random.features(variant), reference)
 
 
@@ -180,8 +189,12 @@ def test_local_weights_file(tmp_path: Path, photos: dict) -> None:
 class TinyNet(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
-                                        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU())
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+        )
         self.pool = torch.nn.AdaptiveAvgPool2d(1)
         self.fc = torch.nn.Linear(16, 10)
 
@@ -269,8 +282,9 @@ def test_variant_keeps_the_network_and_preprocessing(lite0: sv.ModelSession, pho
 def test_vit_with_mean_pooled_tokens_is_exact(photos: dict) -> None:
     """A timm ViT pooling its patch tokens then applying fc_norm (a LayerNorm with per-image mean and std)."""
     torch.manual_seed(5)
-    session = sv.ModelSession.from_pretrained("timm:vit_tiny_patch16_224", pretrained=False, size=160, device="cpu",
-                                              model_kwargs={"global_pool": "avg"})
+    session = sv.ModelSession.from_pretrained(
+        "timm:vit_tiny_patch16_224", pretrained=False, size=160, device="cpu", model_kwargs={"global_pool": "avg"}
+    )
     with torch.no_grad():  # a non-trivial LayerNorm: random gain and bias
         session.model.fc_norm.weight.normal_()
         session.model.fc_norm.bias.normal_()
@@ -316,8 +330,9 @@ def test_cls_vit_approximate_mode(photos: dict) -> None:
     from simvis_widgets.linearise import _frozen_statistics
 
     torch.manual_seed(6)
-    session = sv.ModelSession.from_pretrained("timm:vit_tiny_patch16_224", pretrained=False, size=96, device="cpu",
-                                              approximate=True)
+    session = sv.ModelSession.from_pretrained(
+        "timm:vit_tiny_patch16_224", pretrained=False, size=96, device="cpu", approximate=True
+    )
     assert session.approximate and "APPROXIMATE" in repr(session)
     a, b = photos["chelsea"], photos["coffee"]
     ex = session.explain(a, b)
@@ -336,7 +351,7 @@ def test_cls_vit_approximate_mode(photos: dict) -> None:
         lin.last.attn.fused_attn = False
         jac = torch.autograd.functional.jacobian(lin.embedding, tokens)  # (D, N, C)
         lin.last.attn.fused_attn = True
-    expected = torch.einsum("dnc,nc->nd", jac, tokens)[lin.prefix:]
+    expected = torch.einsum("dnc,nc->nd", jac, tokens)[lin.prefix :]
     torch.testing.assert_close(lin.contributions(tokens), expected, rtol=1e-4, atol=1e-6)
     pair = sv.PairExplorer.from_explanation(ex)
     assert pair.exact is False  # the widget's readout says APPROXIMATE

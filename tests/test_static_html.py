@@ -37,7 +37,7 @@ def script_bodies(page: str) -> dict[str, str]:
     out = {}
     for m in re.finditer(r'<script\b[^>]*\bid="([^"]+)"[^>]*>', page):
         end = page.lower().find("</script", m.end())
-        out[m.group(1)] = page[m.end():end]
+        out[m.group(1)] = page[m.end() : end]
     return out
 
 

@@ -52,8 +52,7 @@ def quickstart() -> nbformat.NotebookNode:
             "**Red** adds to the similarity, **blue** takes away; the scale is shared and centred on 0."
         ),
         new_code_cell(
-            "explorer = sv.PairExplorer(session, photos['motorcycle_left'], photos['motorcycle_right'])\n"
-            "explorer"
+            "explorer = sv.PairExplorer(session, photos['motorcycle_left'], photos['motorcycle_right'])\nexplorer"
         ),
         new_markdown_cell(
             "The widget's state is ordinary Python: `explorer.mode`, `explorer.hover_a`, `explorer.mask_a` (the "
@@ -61,18 +60,14 @@ def quickstart() -> nbformat.NotebookNode:
             "`explorer.save_png(path)` draws the current view; `explorer.to_html(path)` writes a page that keeps "
             "working without a kernel."
         ),
-        new_code_cell(
-            "explorer.mode, explorer.hover_a, explorer.mask_a is not None, explorer.region_score('a')"
-        ),
+        new_code_cell("explorer.mode, explorer.hover_a, explorer.mask_a is not None, explorer.region_score('a')"),
         new_markdown_cell(
             "## The same pair as static figures\n"
             "`session.explain` returns the decomposition itself; its figures work anywhere matplotlib does "
             "(papers, slides, the `simvis explain` command)."
         ),
         new_code_cell(
-            "ex = session.explain(photos['motorcycle_left'], photos['motorcycle_right'])\n"
-            "print(ex)\n"
-            "ex.figure()"
+            "ex = session.explain(photos['motorcycle_left'], photos['motorcycle_right'])\nprint(ex)\nex.figure()"
         ),
         new_markdown_cell(
             "The maps are not rescaled for display: each cell's value is its contribution to the score, and the "
@@ -90,10 +85,7 @@ def quickstart() -> nbformat.NotebookNode:
             "Row $i$ of $P$ shows where on image B the features of cell $i$ of image A find their match. Here we "
             "take the cell of A that contributes most."
         ),
-        new_code_cell(
-            "row, col = divmod(int(ex.map_a.argmax()), ex.grid_a[1])\n"
-            "ex.point_figure('a', row, col)"
-        ),
+        new_code_cell("row, col = divmod(int(ex.map_a.argmax()), ex.grid_a[1])\nex.point_figure('a', row, col)"),
         new_markdown_cell(
             "## A region: the front wheel\n"
             "Weights $w_i$ = the fraction of each cell covered by the mask; the other image shows "
@@ -225,7 +217,7 @@ def pooling_and_training() -> nbformat.NotebookNode:
         ),
         new_code_cell(
             "def concentration(ex, share=0.1):\n"
-            "    \"\"\"Fraction of the score carried by the top `share` of A's cells.\"\"\"\n"
+            '    """Fraction of the score carried by the top `share` of A\'s cells."""\n'
             "    values = np.sort(ex.map_a.flatten().numpy())[::-1]\n"
             "    return values[: max(1, int(share * values.size))].sum() / ex.score\n\n"
             "for name, s in zip(['avg', 'max', 'GeM p=3'], poolings):\n"
@@ -382,9 +374,12 @@ def your_own_model() -> nbformat.NotebookNode:
 
 
 def main() -> None:
-    for name, build in (("01_quickstart.ipynb", quickstart), ("02_region_retrieval.ipynb", region_retrieval),
-                        ("03_pooling_and_training.ipynb", pooling_and_training),
-                        ("04_your_own_model.ipynb", your_own_model)):
+    for name, build in (
+        ("01_quickstart.ipynb", quickstart),
+        ("02_region_retrieval.ipynb", region_retrieval),
+        ("03_pooling_and_training.ipynb", pooling_and_training),
+        ("04_your_own_model.ipynb", your_own_model),
+    ):
         out = ROOT / "notebooks" / name
         nbformat.write(build(), out)
         print(f"wrote {out}")

@@ -12,7 +12,8 @@ HERE = Path(__file__).parent
 def bundle(widget_file: str) -> str:
     common = (HERE / "common.js").read_text(encoding="utf-8")
     own = [
-        line for line in (HERE / widget_file).read_text(encoding="utf-8").splitlines()
+        line
+        for line in (HERE / widget_file).read_text(encoding="utf-8").splitlines()
         if not (line.startswith(("import ", "export {")) and '"./common.js"' in line)
     ]
     return f"{common}\n// ---- {widget_file} ----\n" + "\n".join(own) + "\n"

@@ -4,17 +4,18 @@ browser). A slider steps through the rows in order (epochs); a difference view s
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import anywidget
 import numpy as np
 import traitlets as t
 
-from ..pair import ExplainedPair
+from ..errors import WidgetError
 from ..images import ImageLike, load_image
+from ..pair import ExplainedPair
 from ..session import ModelSession
 from ._bundle import HERE, bundle
-from ..errors import WidgetError
 from .encoding import MASK_SERIALIZERS, colormap_lut, matrix_payload, png_bytes
 
 MODES = ("overview", "hover", "paint", "difference")
@@ -45,8 +46,15 @@ class CompareExplorer(anywidget.AnyWidget):
     mask_a = t.Any(None, allow_none=True).tag(sync=True, **MASK_SERIALIZERS)
     mask_b = t.Any(None, allow_none=True).tag(sync=True, **MASK_SERIALIZERS)
 
-    def __init__(self, sessions: Sequence[ModelSession], img_a: ImageLike, img_b: ImageLike,
-                 labels: Sequence[str] | None = None, cmap: str = "RdBu_r", **traits: Any) -> None:
+    def __init__(
+        self,
+        sessions: Sequence[ModelSession],
+        img_a: ImageLike,
+        img_b: ImageLike,
+        labels: Sequence[str] | None = None,
+        cmap: str = "RdBu_r",
+        **traits: Any,
+    ) -> None:
         sessions = list(sessions)
         if not sessions:
             raise WidgetError("CompareExplorer needs at least one session")
@@ -79,9 +87,15 @@ class CompareExplorer(anywidget.AnyWidget):
             assert ex.image_a is not None and ex.image_b is not None  # session.explain attaches both
             panel = {k: (memoryview(v) if isinstance(v, bytes) else v) for k, v in matrix_payload(ex).items()}
             panel.update(
-                label=label, score=float(ex.score), exact=ex.exact, grid_a=list(ex.grid_a), grid_b=list(ex.grid_b),
-                size_a=list(ex.image_a.shape[:2]), size_b=list(ex.image_b.shape[:2]),
-                image_a=image_id(ex.image_a), image_b=image_id(ex.image_b),
+                label=label,
+                score=float(ex.score),
+                exact=ex.exact,
+                grid_a=list(ex.grid_a),
+                grid_b=list(ex.grid_b),
+                size_a=list(ex.image_a.shape[:2]),
+                size_b=list(ex.image_b.shape[:2]),
+                image_a=image_id(ex.image_a),
+                image_b=image_id(ex.image_b),
             )
             panels.append(panel)
         with self.hold_sync():

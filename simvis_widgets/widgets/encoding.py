@@ -16,6 +16,8 @@ PAIRWISE_MAX = 1024 * 1024
 """Largest N_A x N_B sent as P itself (32 x 32 cells per image); above it the per-location shares go."""
 FLOAT16_ABOVE = 512 * 512
 """Above this many entries the matrix travels as float16 (display only; the readout numbers use the float32 maps)."""
+
+
 def _mask_to_json(value: np.ndarray | None, _widget: Any) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -77,8 +79,13 @@ def matrix_payload(ex: Explanation) -> dict[str, Any]:
     else:
         out["shares_a"], scale_a = _normalised_bytes(ex.shares_a, dtype)
         out["shares_b"], scale_b = _normalised_bytes(ex.shares_b, dtype)
-        out.update(matrix_kind="factors", pairwise=b"", factor_dim=int(ex.shares_a.shape[1]), matrix_scale=1.0,
-                   scale=float(ex.scale) * scale_a * scale_b)
+        out.update(
+            matrix_kind="factors",
+            pairwise=b"",
+            factor_dim=int(ex.shares_a.shape[1]),
+            matrix_scale=1.0,
+            scale=float(ex.scale) * scale_a * scale_b,
+        )
     out["map_a"], out["map_b"] = _bytes(ex.map_a, np.float32), _bytes(ex.map_b, np.float32)
     return out
 

@@ -18,17 +18,15 @@ import traitlets as t
 from PIL import Image
 
 from ..decompose import Explanation
-from ..pair import ExplainedPair
 from ..errors import PairExplorerError
 from ..images import ImageLike, load_image
+from ..pair import ExplainedPair
 from ..session import ModelSession
 from ._bundle import bundle
 from .encoding import MASK_SERIALIZERS, colormap_lut, matrix_payload, png_bytes
 
 HERE = Path(__file__).parent
 MODES = ("overview", "hover", "paint")
-
-
 
 
 class PairExplorer(anywidget.AnyWidget):
@@ -89,8 +87,15 @@ class PairExplorer(anywidget.AnyWidget):
     brush = t.Int(24).tag(sync=True)
     erase = t.Bool(False).tag(sync=True)
 
-    def __init__(self, session: ModelSession | None = None, img_a: ImageLike | None = None, img_b: ImageLike | None = None,
-                 *, explanation: Explanation | None = None, **traits: Any) -> None:
+    def __init__(
+        self,
+        session: ModelSession | None = None,
+        img_a: ImageLike | None = None,
+        img_b: ImageLike | None = None,
+        *,
+        explanation: Explanation | None = None,
+        **traits: Any,
+    ) -> None:
         super().__init__(**traits)
         self.lut = colormap_lut(self.cmap)
         self.session = session
@@ -104,11 +109,14 @@ class PairExplorer(anywidget.AnyWidget):
                 raise PairExplorerError("PairExplorer(session, img_a, img_b) needs both images")
             self.set_pair(img_a, img_b)
         else:
-            raise PairExplorerError("PairExplorer needs a session and two images, or use PairExplorer.from_explanation(ex)")
+            raise PairExplorerError(
+                "PairExplorer needs a session and two images, or use PairExplorer.from_explanation(ex)"
+            )
 
     @classmethod
-    def from_explanation(cls, explanation: Explanation, img_a: ImageLike | None = None, img_b: ImageLike | None = None,
-                         **traits: Any) -> "PairExplorer":
+    def from_explanation(
+        cls, explanation: Explanation, img_a: ImageLike | None = None, img_b: ImageLike | None = None, **traits: Any
+    ) -> PairExplorer:
         """Show an existing Explanation; images default to those it carries (``session.explain`` attaches them)."""
         if not isinstance(explanation, Explanation):
             raise PairExplorerError(f"expected an Explanation, got {type(explanation).__name__}")
@@ -129,7 +137,9 @@ class PairExplorer(anywidget.AnyWidget):
     def set_pair(self, img_a: ImageLike, img_b: ImageLike) -> None:
         """Explain a new pair with the session and show it (masks and hover are cleared)."""
         if self.session is None:
-            raise PairExplorerError("this explorer has no session (it was made from an explanation): use set_session first")
+            raise PairExplorerError(
+                "this explorer has no session (it was made from an explanation): use set_session first"
+            )
         raw_a, raw_b = load_image(img_a), load_image(img_b)
         self._show(self.session.explain(raw_a, raw_b), (raw_a, raw_b))
 
@@ -201,7 +211,9 @@ class PairExplorer(anywidget.AnyWidget):
     def _show(self, ex: Explanation, originals: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Send ``ex`` to the browser; ``originals`` are the images as given (for masks at their size)."""
         if not isinstance(ex, ExplainedPair) or ex.image_a is None or ex.image_b is None:
-            raise PairExplorerError("the explanation carries no images: use PairExplorer.from_explanation(ex, img_a, img_b)")
+            raise PairExplorerError(
+                "the explanation carries no images: use PairExplorer.from_explanation(ex, img_a, img_b)"
+            )
         for side, image in (("A", ex.image_a), ("B", ex.image_b)):
             if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
                 raise PairExplorerError(f"image {side} is empty or not H x W x 3: shape {image.shape}")
@@ -257,7 +269,9 @@ class PairExplorer(anywidget.AnyWidget):
         side = proposal["trait"].name[-1]
         grid = self.grid_a if side == "a" else self.grid_b
         if len(value) != 2 or not (0 <= value[0] < grid[0] and 0 <= value[1] < grid[1]):
-            raise t.TraitError(f"hover_{side} must be [] or [row, col] inside the {grid[0]}x{grid[1]} grid, got {value}")
+            raise t.TraitError(
+                f"hover_{side} must be [] or [row, col] inside the {grid[0]}x{grid[1]} grid, got {value}"
+            )
         return [int(v) for v in value]
 
     @t.validate("mask_a", "mask_b")
@@ -274,7 +288,9 @@ class PairExplorer(anywidget.AnyWidget):
         if not np.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
             raise t.TraitError(f"mask_{side} values must lie in [0, 1]")
         if list(mask.shape) != list(size):
-            if list(mask.shape) == list(grid) or (self.explanation is not None and mask.shape == self._original_shape(side)):
+            if list(mask.shape) == list(grid) or (
+                self.explanation is not None and mask.shape == self._original_shape(side)
+            ):
                 mask = np.asarray(Image.fromarray(mask).resize((size[1], size[0]), Image.Resampling.NEAREST))
             else:
                 raise t.TraitError(

@@ -8,7 +8,8 @@ Clicking a result explains the pair in a :class:`PairExplorer` below the strip (
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import anywidget
 import ipywidgets
@@ -24,6 +25,7 @@ from ..session import ModelSession
 from ._bundle import HERE, bundle
 from .encoding import MASK_SERIALIZERS, colormap_lut, jpeg_thumbnail, png_bytes
 from .pair_explorer import PairExplorer
+
 
 class RetrievalView(anywidget.AnyWidget):
     """The browser part of :class:`RetrievalExplorer` (query canvas + result strip)."""
@@ -61,8 +63,16 @@ class RetrievalExplorer(ipywidgets.VBox):
     ``region_mode``, ``exclude_self``, ``tool``, ``query_mask``), ``pair`` the PairExplorer of the last click.
     """
 
-    def __init__(self, session: ModelSession, gallery: Gallery, query: ImageLike, k: int = 8,
-                 exclude_self: bool = True, pair: PairExplorer | None = None, cmap: str = "RdBu_r") -> None:
+    def __init__(
+        self,
+        session: ModelSession,
+        gallery: Gallery,
+        query: ImageLike,
+        k: int = 8,
+        exclude_self: bool = True,
+        pair: PairExplorer | None = None,
+        cmap: str = "RdBu_r",
+    ) -> None:
         if not isinstance(gallery, Gallery):
             raise GalleryError(f"expected a Gallery, got {type(gallery).__name__}")
         if len(gallery) == 0:
@@ -135,12 +145,19 @@ class RetrievalExplorer(ipywidgets.VBox):
         payload = []
         for rank, hit in enumerate(hits):
             thumb, size = self._thumb(hit.index)
-            payload.append({
-                "rank": rank, "index": hit.index, "score": hit.score, "source": str(hit.source),
-                "label": hit.label if isinstance(hit.label, (str, int, float, type(None))) else str(hit.label),
-                "grid": list(hit.map.shape), "map": memoryview(hit.map.detach().cpu().numpy().astype("<f4").tobytes()),
-                "thumb": memoryview(thumb), "size": size,
-            })
+            payload.append(
+                {
+                    "rank": rank,
+                    "index": hit.index,
+                    "score": hit.score,
+                    "source": str(hit.source),
+                    "label": hit.label if isinstance(hit.label, (str, int, float, type(None))) else str(hit.label),
+                    "grid": list(hit.map.shape),
+                    "map": memoryview(hit.map.detach().cpu().numpy().astype("<f4").tobytes()),
+                    "thumb": memoryview(thumb),
+                    "size": size,
+                }
+            )
         with self.view.hold_sync():
             self.view.results = payload
             self.view.strip_vmax = vmax

@@ -101,15 +101,16 @@ def _inline_css(text: str) -> str:
 def write_static_html(widget: anywidget.AnyWidget, path: Path, title: str) -> Path:
     """Write ``widget`` as one HTML file at ``path`` (atomically): its CSS, its state and its ES module inline
     (see the module docstring for how any text in them is kept inert). ``title`` is HTML-escaped."""
-    state = widget.get_state()
+    state = widget.get_state()  # anywidget syncs its module and style as the _esm / _css traits
+    esm, css = str(state.get("_esm", "")), str(state.get("_css", ""))
     skip = ("_esm", "_css", "_anywidget_id", "layout", "tabbable", "tooltip", "_dom_classes")
     state = {k: v for k, v in state.items() if not k.startswith(("_model", "_view")) and k not in skip}
     state["_static"] = True
     page = _PAGE.format(
         title=html.escape(title),
-        css=_inline_css(str(widget._css)),
+        css=_inline_css(css),
         state=script_json(_encode(state)),
-        esm=script_json(str(widget._esm)),
+        esm=script_json(esm),
     )
     with atomic_write(path, text=True) as fh:
         fh.write(page)
