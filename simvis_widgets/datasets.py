@@ -50,18 +50,8 @@ DEMO_IMAGES = (
     "china",
     "flower",
 )
-GALLERY_PHOTOS = (
-    "motorcycle_left",
-    "chelsea",
-    "coffee",
-    "astronaut",
-    "rocket",
-    "hubble",
-    "ihc",
-    "retina",
-    "china",
-    "flower",
-)
+GALLERY_PHOTOS = tuple(name for name in DEMO_IMAGES if name != "motorcycle_right")
+"""One photo per scene (the stereo pair's second view is left out)."""
 SKLEARN_PHOTOS = ("china", "flower")
 """The demo photos that come from scikit-learn (``load_sample_images``): they work without scikit-image."""
 _SKIMAGE_NAMES = {"hubble": "hubble_deep_field", "ihc": "immunohistochemistry"}

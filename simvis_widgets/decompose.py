@@ -24,9 +24,9 @@ import functools
 import math
 import numbers
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -576,19 +576,50 @@ def decompose(
     locs_a, grid_a, locs_b, grid_b, pooling, head = _prepare(
         feats_a, feats_b, grid_a, grid_b, pooling, p, head, check_values
     )
-    dtype = _compute_dtype(locs_a, locs_b)
-    ex = _decompose_as(dtype, locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head)
-    if not _all_finite(ex) and dtype != torch.float64:
-        # float32 overflows beyond ~3e38 (products of features around 1e19, a huge head): float64 does not.
-        ex = _decompose_as(torch.float64, locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head)
-    if not _all_finite(ex):
-        big = max(float(locs_a.abs().max()), float(locs_b.abs().max()))
+    inputs = _PairInputs(locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head)
+    return _finite_result(_decompose_as, _all_finite, inputs)
+
+
+@dataclass(frozen=True)
+class _PairInputs:
+    """Validated inputs of one decomposition (one pair, or one query against a batch)."""
+
+    locs_a: Tensor
+    grid_a: tuple[int, int]
+    locs_b: Tensor
+    grid_b: tuple[int, int]
+    pooling: str
+    p: float
+    normalize: bool
+    head: LinearHead | None
+
+    def fields(self) -> tuple[Tensor, tuple[int, int], Tensor, tuple[int, int], str, float, bool, LinearHead | None]:
+        """The fields in order, as they are (``dataclasses.astuple`` would copy the tensors and the head)."""
+        return (self.locs_a, self.grid_a, self.locs_b, self.grid_b, self.pooling, self.p, self.normalize, self.head)
+
+
+_Result = TypeVar("_Result")
+
+
+def _finite_result(
+    compute: Callable[[torch.dtype, _PairInputs], _Result], finite: Callable[[_Result], bool], x: _PairInputs
+) -> _Result:
+    """``compute`` in the inputs' precision, again in float64 if anything overflowed (float32 stops at ~3.4e38:
+    products of features around 1e19, a huge head), and a :class:`DecompositionError` naming the cause if even
+    float64 overflows. Never a NaN or infinite result."""
+    dtype = _compute_dtype(x.locs_a, x.locs_b)
+    result = compute(dtype, x)
+    if not finite(result) and dtype != torch.float64:
+        result = compute(torch.float64, x)
+    if not finite(result):
+        big = max(float(x.locs_a.abs().max()), float(x.locs_b.abs().max()))
+        gem = f" p={x.p:g}" if x.pooling == "gem" else ""
         raise DecompositionError(
             f"the score or the maps are not finite even in float64 (largest feature magnitude {big:.3g}, pooling "
-            f"{pooling}{f' p={p:g}' if pooling == 'gem' else ''}, head {'yes' if head is not None else 'no'}): "
-            "the features or the head overflow; rescale them"
+            f"{x.pooling}{gem}, head {'yes' if x.head is not None else 'no'}): the features or the head overflow; "
+            "rescale them"
         )
-    return ex
+    return result
 
 
 def _all_finite(ex: Explanation) -> bool:
@@ -601,17 +632,8 @@ def _all_finite(ex: Explanation) -> bool:
     )
 
 
-def _decompose_as(
-    dtype: torch.dtype,
-    locs_a: Tensor,
-    grid_a: tuple[int, int],
-    locs_b: Tensor,
-    grid_b: tuple[int, int],
-    pooling: str,
-    p: float,
-    normalize: bool,
-    head: LinearHead | None,
-) -> Explanation:
+def _decompose_as(dtype: torch.dtype, x: _PairInputs) -> Explanation:
+    locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head = x.fields()
     pa = _project(locs_a.to(dtype), pooling, p, head)
     pb = _project(locs_b.to(dtype), pooling, p, head)
     scale = _scale(pa.embedding, pb.embedding, normalize)
@@ -727,30 +749,16 @@ def decompose_many(
     if locs_b.shape[0] == 0:
         raise DecompositionError("feats_b is an empty batch")
     _check_pair(locs_a, locs_b, head)
-    dtype = _compute_dtype(locs_a, locs_b)
-    many = _decompose_many_as(dtype, locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head)
-    if not _all_finite_many(many) and dtype != torch.float64:
-        many = _decompose_many_as(torch.float64, locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head)
-    if not _all_finite_many(many):
-        raise DecompositionError("scores or maps are not finite even in float64: the features or the head overflow")
-    return many
+    inputs = _PairInputs(locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head)
+    return _finite_result(_decompose_many_as, _all_finite_many, inputs)
 
 
 def _all_finite_many(many: ManyExplanation) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in (many.scores, many.maps_a, many.maps_b, many.global_terms))
 
 
-def _decompose_many_as(
-    dtype: torch.dtype,
-    locs_a: Tensor,
-    grid_a: tuple[int, int],
-    locs_b: Tensor,
-    grid_b: tuple[int, int],
-    pooling: str,
-    p: float,
-    normalize: bool,
-    head: LinearHead | None,
-) -> ManyExplanation:
+def _decompose_many_as(dtype: torch.dtype, x: _PairInputs) -> ManyExplanation:
+    locs_a, grid_a, locs_b, grid_b, pooling, p, normalize, head = x.fields()
     pa = _project(locs_a.to(dtype), pooling, p, head)
     pb = _project(locs_b.to(dtype), pooling, p, head)
     scale = _scale(pa.embedding.unsqueeze(0), pb.embedding, normalize)  # (K,)
