@@ -46,11 +46,15 @@ def test_traits_and_errors(resnet18_random: sv.ModelSession, photos: dict) -> No
 
 
 def test_set_pair_replaces_every_row(resnet18_random: sv.ModelSession, photos: dict) -> None:
-    c = sv.CompareExplorer([resnet18_random, resnet18_random.variant(pooling="max")], photos["chelsea"], photos["coffee"])
+    c = sv.CompareExplorer(
+        [resnet18_random, resnet18_random.variant(pooling="max")], photos["chelsea"], photos["coffee"]
+    )
     version = c._version
     c.set_pair(photos["motorcycle_left"], photos["motorcycle_right"])
     assert c._version == version + 1
-    assert c.panels[1]["score"] == pytest.approx(resnet18_random.variant(pooling="max").explain(photos["motorcycle_left"], photos["motorcycle_right"]).score)
+    assert c.panels[1]["score"] == pytest.approx(
+        resnet18_random.variant(pooling="max").explain(photos["motorcycle_left"], photos["motorcycle_right"]).score
+    )
 
 
 def _decode(data: Any, dtype: str) -> np.ndarray:
@@ -58,9 +62,14 @@ def _decode(data: Any, dtype: str) -> np.ndarray:
     return np.frombuffer(bytes(data), "<f2" if dtype == "float16" else "<f4").astype(np.float64)
 
 
+def _getter(payload: Any) -> Any:
+    """Read a payload field by name from a CompareExplorer row (a dict) or a PairExplorer (traits)."""
+    return payload.get if isinstance(payload, dict) else lambda name: getattr(payload, name)
+
+
 def _decoded_matrix(payload: Any, n_a: int, n_b: int) -> np.ndarray:
     """``P`` rebuilt from the bytes a widget sends: ``matrix_scale * P`` bytes, or ``scale * Q_A Q_B^T``."""
-    get = payload.get if isinstance(payload, dict) else lambda name: getattr(payload, name)
+    get = _getter(payload)
     if get("matrix_kind") == "pairwise":
         assert bytes(get("shares_a")) == bytes(get("shares_b")) == b""
         return get("matrix_scale") * _decode(get("pairwise"), get("matrix_dtype")).reshape(n_a, n_b)
@@ -89,10 +98,14 @@ def _signed_head() -> torch.nn.Linear:
     return torch.nn.Linear(512, 12)
 
 
-@pytest.mark.parametrize("variant", [{}, {"pooling": "max"}, {"pooling": "gem", "p": 4.0}, {"normalize": False},
-                                     {"head": _signed_head()}], ids=["avg", "max", "gem", "dot", "head"])
-def test_payload_bytes_decode_to_the_brute_force_decomposition(resnet18_random: sv.ModelSession, photos: dict,
-                                                               variant: dict) -> None:
+@pytest.mark.parametrize(
+    "variant",
+    [{}, {"pooling": "max"}, {"pooling": "gem", "p": 4.0}, {"normalize": False}, {"head": _signed_head()}],
+    ids=["avg", "max", "gem", "dot", "head"],
+)
+def test_payload_bytes_decode_to_the_brute_force_decomposition(
+    resnet18_random: sv.ModelSession, photos: dict, variant: dict
+) -> None:
     """The bytes PairExplorer and CompareExplorer send decode (float32 + matrix_scale) to the oracle's P, and
     their maps to its row and column sums."""
     session = resnet18_random.variant(**variant) if variant else resnet18_random
@@ -102,7 +115,7 @@ def test_payload_bytes_decode_to_the_brute_force_decomposition(resnet18_random: 
     pair = sv.PairExplorer(session, img_a, img_b)
     row = sv.CompareExplorer([resnet18_random, session], img_a, img_b).panels[1]
     for payload in (pair, row):
-        get = payload.get if isinstance(payload, dict) else lambda name: getattr(payload, name)
+        get = _getter(payload)
         assert (get("matrix_kind"), get("matrix_dtype")) == ("pairwise", "float32")
         assert float(np.abs(_decode(get("pairwise"), "float32")).max()) == 1.0  # sent divided by its largest magnitude
         np.testing.assert_allclose(_decoded_matrix(payload, n_a, n_b), P, rtol=2e-5, atol=2e-6 * np.abs(P).max())
@@ -132,7 +145,9 @@ def test_large_grids_decode_to_the_independent_matrix(photos: dict) -> None:
         np.testing.assert_allclose(_decoded_matrix(row, *P.shape), P, rtol=rtol, atol=rtol * np.abs(P).max())
         if size == 96:
             assert -P.min() > P.max() > 0  # the largest magnitude is negative: matrix_scale is |P|'s maximum
-        np.testing.assert_allclose(_decode(row["map_a"], "float32"), P.sum(1), rtol=1e-4, atol=1e-6 * np.abs(P.sum(1)).max())
+        np.testing.assert_allclose(
+            _decode(row["map_a"], "float32"), P.sum(1), rtol=1e-4, atol=1e-6 * np.abs(P.sum(1)).max()
+        )
         assert row["score"] == pytest.approx(float(fa @ fb / (fa.norm() * fb.norm())), rel=1e-5)
 
 

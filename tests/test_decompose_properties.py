@@ -40,8 +40,13 @@ def cases(draw: st.DrawFn) -> dict:
         bias = torch.randn(d, generator=g, dtype=dtype) if draw(st.booleans()) else None
         head = (weight, bias)
     return dict(
-        xa=feats(draw(dims), draw(dims)), xb=feats(draw(dims), draw(dims)), pooling=pooling,
-        p=draw(st.floats(1.0, 12.0)), normalize=draw(st.booleans()), head=head, dtype=dtype,
+        xa=feats(draw(dims), draw(dims)),
+        xb=feats(draw(dims), draw(dims)),
+        pooling=pooling,
+        p=draw(st.floats(1.0, 12.0)),
+        normalize=draw(st.booleans()),
+        head=head,
+        dtype=dtype,
     )
 
 
@@ -66,7 +71,9 @@ def _decompose(case: dict) -> sv.Explanation | None:
         assert case["normalize"] and ZERO_EMBEDDING in str(err), f"unexpected refusal: {err}"
         side = str(err).split("embedding of image ")[1][0]
         x = case["xa"] if side == "A" else case["xb"]
-        magnitude = float(x.abs().max()) * (float(case["head"][0].abs().sum(1).max()) if case["head"] is not None else 1.0)
+        magnitude = float(x.abs().max()) * (
+            float(case["head"][0].abs().sum(1).max()) if case["head"] is not None else 1.0
+        )
         eps = 1e-6 if case["dtype"] == torch.float32 else 1e-13
         assert float(_embedding(x, case).norm()) <= eps * max(magnitude, 1.0), f"{err}, but it is not zero"
         return None

@@ -19,7 +19,7 @@ from oracles import torch_pool
 def _region(image: np.ndarray) -> np.ndarray:
     mask = np.zeros(image.shape[:2])
     h, w = mask.shape
-    mask[h // 4: (3 * h) // 4, w // 5: w // 2] = 1
+    mask[h // 4 : (3 * h) // 4, w // 5 : w // 2] = 1
     return mask
 
 
@@ -30,8 +30,9 @@ def dot_session(resnet18_random: sv.ModelSession) -> sv.ModelSession:
 
 @pytest.fixture(scope="module")
 def dot_gallery(dot_session: sv.ModelSession, photos: dict) -> Gallery:
-    return Gallery.build([photos[k] for k in ("chelsea", "coffee", "astronaut", "motorcycle_left")], dot_session,
-                         progress=False)
+    return Gallery.build(
+        [photos[k] for k in ("chelsea", "coffee", "astronaut", "motorcycle_left")], dot_session, progress=False
+    )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -39,8 +40,9 @@ def dot_gallery(dot_session: sv.ModelSession, photos: dict) -> Gallery:
 # ------------------------------------------------------------------------------------------------------
 
 
-def test_dot_product_gallery_scores_are_the_explained_scores(dot_gallery: Gallery, dot_session: sv.ModelSession,
-                                                             photos: dict) -> None:
+def test_dot_product_gallery_scores_are_the_explained_scores(
+    dot_gallery: Gallery, dot_session: sv.ModelSession, photos: dict
+) -> None:
     query = photos["motorcycle_right"]
     images = [photos[k] for k in ("chelsea", "coffee", "astronaut", "motorcycle_left")]
     hits = dot_gallery.search(query, k=4)
@@ -60,8 +62,9 @@ def test_dot_product_gallery_scores_are_the_explained_scores(dot_gallery: Galler
         assert float(hit.map.sum()) == pytest.approx(expected, rel=2e-2)
 
 
-def test_dot_product_gallery_scoring_matrix_is_the_raw_embeddings(dot_gallery: Gallery, dot_session: sv.ModelSession,
-                                                                  photos: dict) -> None:
+def test_dot_product_gallery_scoring_matrix_is_the_raw_embeddings(
+    dot_gallery: Gallery, dot_session: sv.ModelSession, photos: dict
+) -> None:
     torch.testing.assert_close(dot_gallery.scoring_matrix(), dot_gallery.embeddings)
     e = dot_session.embed(photos["coffee"])
     torch.testing.assert_close(dot_gallery.embeddings[1], e, rtol=1e-5, atol=1e-5)
@@ -118,8 +121,11 @@ def _heat_norms(fig) -> list[Normalize]:  # type: ignore[no-untyped-def]
 
 def test_hits_figure_puts_every_map_on_one_symmetric_scale() -> None:
     rng = np.random.default_rng(0)
-    maps = [torch.from_numpy(rng.random((3, 4))) * 0.1, -torch.from_numpy(rng.random((2, 2))) * 7.0,
-            torch.tensor([[0.5, -0.25], [1.5, 2.0]])]
+    maps = [
+        torch.from_numpy(rng.random((3, 4))) * 0.1,
+        -torch.from_numpy(rng.random((2, 2))) * 7.0,
+        torch.tensor([[0.5, -0.25], [1.5, 2.0]]),
+    ]
     hits = [Hit(i, i, 0.9 - 0.1 * i, m, label=f"g{i}" if i else None) for i, m in enumerate(maps)]
     images = [np.full((30 + 10 * i, 40, 3), 80 * i, np.uint8) for i in range(3)]
     query = np.zeros((50, 60, 3), np.uint8)
@@ -155,8 +161,11 @@ def test_hits_figure_from_a_search_uses_the_hit_maps(resnet18_random: sv.ModelSe
 
 def test_pair_figures_use_one_symmetric_scale_of_their_maps(resnet18_random: sv.ModelSession, photos: dict) -> None:
     ex = resnet18_random.explain(photos["chelsea"], photos["coffee"])
-    for fig, maps in ((ex.figure(), (ex.map_a, ex.map_b)), (ex.point_figure("a", 1, 2), (ex.point_map("a", 1, 2),)),
-                      (ex.region_figure("b", np.ones(ex.grid_b)), (ex.region_map("b", np.ones(ex.grid_b)),))):
+    for fig, maps in (
+        (ex.figure(), (ex.map_a, ex.map_b)),
+        (ex.point_figure("a", 1, 2), (ex.point_map("a", 1, 2),)),
+        (ex.region_figure("b", np.ones(ex.grid_b)), (ex.region_map("b", np.ones(ex.grid_b)),)),
+    ):
         v = render.shared_limit(*maps)
         norms = _heat_norms(fig)
         assert norms and {(n.vmin, n.vmax) for n in norms} == {(-v, v)}
@@ -170,7 +179,10 @@ def test_pair_figures_use_one_symmetric_scale_of_their_maps(resnet18_random: sv.
 @pytest.mark.parametrize("pooling", ["avg", "max", "gem"])
 def test_dot_product_decomposition_reports_it_and_scores_the_raw_dot_product(pooling: str) -> None:
     g = torch.Generator().manual_seed(3)
-    xa, xb = torch.rand(6, 3, 4, generator=g, dtype=torch.float64), torch.rand(6, 2, 5, generator=g, dtype=torch.float64)
+    xa, xb = (
+        torch.rand(6, 3, 4, generator=g, dtype=torch.float64),
+        torch.rand(6, 2, 5, generator=g, dtype=torch.float64),
+    )
     weight = torch.randn(4, 6, generator=g, dtype=torch.float64)
     for head in (None, weight):
         ex = sv.decompose(xa, xb, pooling, 3.0, normalize=False, head=head)
@@ -182,7 +194,9 @@ def test_dot_product_decomposition_reports_it_and_scores_the_raw_dot_product(poo
         assert abs(ex.score) > 1.1  # not a cosine
         assert "dot" in repr(ex) and "cosine" not in repr(ex)
         cos = sv.decompose(xa, xb, pooling, 3.0, normalize=True, head=head)
-        assert cos.normalized is True and cos.score == pytest.approx(float(fa @ fb / (fa.norm() * fb.norm())), rel=1e-12)
+        assert cos.normalized is True and cos.score == pytest.approx(
+            float(fa @ fb / (fa.norm() * fb.norm())), rel=1e-12
+        )
         assert cos.scale == pytest.approx(1 / float(fa.norm() * fb.norm()), rel=1e-12)
 
 

@@ -27,8 +27,12 @@ def _node() -> str:
 
 
 def _decode_in_node(data: bytes, dtype: str, offset: int = 0) -> np.ndarray:
-    out = subprocess.run([_node(), str(JS / "half.mjs"), str(COMMON_JS), dtype, str(offset)], input=data,
-                         capture_output=True, timeout=120)
+    out = subprocess.run(
+        [_node(), str(JS / "half.mjs"), str(COMMON_JS), dtype, str(offset)],
+        input=data,
+        capture_output=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr.decode()
     return np.frombuffer(out.stdout, "<f4")
 
@@ -55,8 +59,8 @@ def test_float16_decoder_matches_numpy_on_every_bit_pattern(offset: int) -> None
     expected = halves.view("<f2").astype("<f4")
     _assert_same_floats(got, expected)
     # The special classes by name, so a failure says which one is wrong.
-    assert got[0x0001] == 2.0 ** -24 and got[0x03FF] == 1023 * 2.0 ** -24  # smallest and largest subnormal
-    assert got[0x0400] == 2.0 ** -14 and got[0x7BFF] == 65504.0  # smallest and largest normal
+    assert got[0x0001] == 2.0**-24 and got[0x03FF] == 1023 * 2.0**-24  # smallest and largest subnormal
+    assert got[0x0400] == 2.0**-14 and got[0x7BFF] == 65504.0  # smallest and largest normal
     assert got[0x3C00] == 1.0 and got[0xC000] == -2.0
     assert np.signbit(got[0x8000]) and got[0x8000] == 0 and not np.signbit(got[0x0000])
     assert got[0x7C00] == np.inf and got[0xFC00] == -np.inf and np.isnan(got[0x7E00]) and np.isnan(got[0xFC01])
@@ -65,16 +69,22 @@ def test_float16_decoder_matches_numpy_on_every_bit_pattern(offset: int) -> None
 @pytest.mark.parametrize("offset", [0, 2, 3])
 def test_float32_decoder_matches_numpy_aligned_or_not(offset: int) -> None:
     rng = np.random.default_rng(offset)
-    values = np.concatenate([
-        rng.standard_normal(500).astype("<f4") * 10.0 ** rng.integers(-30, 30, 500),
-        np.array([0.0, -0.0, 1e-45, -1e-45, 1.1754942e-38, 3.4028235e38, np.inf, -np.inf, np.nan], "<f4"),
-    ]).astype("<f4")
+    values = np.concatenate(
+        [
+            rng.standard_normal(500).astype("<f4") * 10.0 ** rng.integers(-30, 30, 500),
+            np.array([0.0, -0.0, 1e-45, -1e-45, 1.1754942e-38, 3.4028235e38, np.inf, -np.inf, np.nan], "<f4"),
+        ]
+    ).astype("<f4")
     _assert_same_floats(_decode_in_node(values.tobytes(), "float32", offset), values)
 
 
 def test_decoder_refuses_unknown_dtypes() -> None:
-    out = subprocess.run([_node(), str(JS / "half.mjs"), str(COMMON_JS), "float64", "0"], input=b"\0" * 8,
-                         capture_output=True, timeout=120)
+    out = subprocess.run(
+        [_node(), str(JS / "half.mjs"), str(COMMON_JS), "float64", "0"],
+        input=b"\0" * 8,
+        capture_output=True,
+        timeout=120,
+    )
     assert out.returncode != 0 and "unsupported dtype float64" in out.stderr.decode()
 
 
@@ -83,15 +93,17 @@ def test_decoder_refuses_unknown_dtypes() -> None:
 # ------------------------------------------------------------------------------------------------------
 
 
-def _run_brush(H: int, W: int, gh: int, gw: int, strokes: list[dict], tmp_path: Path,
-               initial: np.ndarray | None = None) -> list[dict]:
+def _run_brush(
+    H: int, W: int, gh: int, gw: int, strokes: list[dict], tmp_path: Path, initial: np.ndarray | None = None
+) -> list[dict]:
     case = {"H": H, "W": W, "gh": gh, "gw": gw, "strokes": strokes}
     if initial is not None:
         case["initial"] = base64.b64encode(initial.astype(np.uint8).tobytes()).decode()
     path = tmp_path / "brush.json"
     path.write_text(json.dumps(case))
-    out = subprocess.run([_node(), str(JS / "panel_stamp.mjs"), str(COMMON_JS), str(path)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [_node(), str(JS / "panel_stamp.mjs"), str(COMMON_JS), str(path)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     states = json.loads(out.stdout)
     for s in states:
@@ -113,7 +125,9 @@ def _python_weights(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 def test_brush_paint_then_erase_keeps_cell_weights_exact(tmp_path: Path) -> None:
     H, W, gh, gw = 37, 53, 5, 7  # cells of 7.4 x 7.57 px: pixels straddle cell borders
     stamps = [  # (cx, cy, r, erase): one stamp per stroke
-        (12.0, 10.0, 7.0, False), (30.5, 20.0, 9.0, False), (44.0, 30.0, 6.0, False),
+        (12.0, 10.0, 7.0, False),
+        (30.5, 20.0, 9.0, False),
+        (44.0, 30.0, 6.0, False),
         (14.0, 11.0, 4.0, True),  # erase the middle of the first disc
         (30.0, 21.0, 12.0, True),  # erase all of the second disc and more
         (26.0, 18.0, 60.0, True),  # erase everything
