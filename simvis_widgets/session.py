@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ._io import digest, image_hash, tensor_bytes
 from .decompose import LinearHead, check_pooling, decompose, from_contributions, pooled_embeddings
-from .errors import ModelError
+from .errors import ImageInputError, ModelError
 from .images import ImageLike, check_short_side, load_image, resize_for_network
 from .linearise import CLSLinearisation, LinearisationError
 from .models import (
@@ -390,8 +390,16 @@ class ModelSession:
         return self.resize(load_image(img))
 
     def resize(self, loaded: np.ndarray) -> np.ndarray:
-        """A loaded image (``H x W x 3`` uint8) resized as the network sees it (see
-        :func:`~simvis_widgets.images.resize_for_network`)."""
+        """A loaded image (``H x W x 3`` uint8, as :func:`~simvis_widgets.images.load_image` gives) resized as the
+        network sees it (see :func:`~simvis_widgets.images.resize_for_network`); anything else is an
+        :class:`~simvis_widgets.errors.ImageInputError` (use :meth:`prepare` for other inputs)."""
+        if not (
+            isinstance(loaded, np.ndarray) and loaded.ndim == 3 and loaded.shape[2] == 3 and loaded.dtype == np.uint8
+        ):
+            what = f"shape {getattr(loaded, 'shape', None)}, dtype {getattr(loaded, 'dtype', type(loaded).__name__)}"
+            raise ImageInputError(
+                f"resize() takes a loaded H x W x 3 uint8 image, got {what}; use prepare() for others"
+            )
         return resize_for_network(loaded, self.size, self.stride, self.max_aspect)
 
     def resizer(self) -> Callable[[np.ndarray], np.ndarray]:

@@ -217,6 +217,8 @@ def test_public_encode_and_batch_features_agree(resnet18_random: sv.ModelSession
         resnet18_random.batch_features([enc.image, enc.image[:64]])
     with pytest.raises(sv.ModelError, match="at least one"):
         resnet18_random.batch_features([])
+    with pytest.raises(sv.ImageInputError, match="use prepare"):
+        resnet18_random.resize(enc.image.astype(np.float32) / 255)
 
 
 def test_bad_devices_are_model_errors() -> None:
