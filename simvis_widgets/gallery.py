@@ -55,7 +55,7 @@ class Hit:
     source: str | int
     """The file path, or the index for in-memory images."""
     score: float
-    """Exact region score s_R (whole image: the similarity)."""
+    """Exact region score s_R; for the whole image, the similarity itself (with a biased head: s_R + the global term)."""
     map: Tensor
     """The region map over the result image's cells: where the query region is matched."""
     label: Any = None
@@ -574,7 +574,13 @@ class Gallery:
         q, e = region_query(feats, weights, s.pooling, s.p, s.head)
         scale = 1.0 / float(e.norm()) if s.normalize else 1.0
         excluded = set(self._by_hash.get(exclude, ())) if exclude is not None else set()
-        scores, order = self.index.search(q.float() * scale, min(k + len(excluded), len(self)))
+        n = min(k + len(excluded), len(self))
+        if weights is None and self._bias is not None:
+            # The whole image with a biased head: its score is the similarity itself, bias terms (the global term)
+            # included, which the region scoring leaves out: <e_A, e_B> * scale, exactly, from the embeddings.
+            scores, order = ExactIndex(self.embeddings, self._inv_norms).search(e.float() * scale, n)
+        else:
+            scores, order = self.index.search(q.float() * scale, n)
         hits = []
         for score, i in zip(scores.tolist(), order.tolist()):
             if i in excluded:

@@ -162,7 +162,10 @@ def _from_pil(img: Image.Image, what: str) -> np.ndarray:
         return _from_array(np.clip(np.round(arr / scale), 0, 255).astype(np.uint8), what)
     if mode == "F":
         return _from_array(np.asarray(img, dtype=np.float32), what)
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+    if mode == "La":  # premultiplied grey + alpha: PIL converts it to RGBA only through LA
+        img, mode = img.convert("LA"), "LA"
+    if mode in ("RGBA", "LA", "PA", "RGBa") or (mode in ("P", "L", "RGB") and "transparency" in img.info):
+        # alpha, or a colour key (PNG tRNS: one colour or palette entries transparent): composited on white
         return _composite_on_white(np.asarray(img.convert("RGBA")))
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
 
