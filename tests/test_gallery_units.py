@@ -687,3 +687,128 @@ def test_cache_does_not_retry_known_unreadable_files(session: sv.ModelSession, t
         warnings.simplefilter("error")
         renamed = Gallery.build(folder, session, cache_dir=cache, progress=False)
     assert list(renamed.unreadable.values())[0][0] == str(folder / "renamed.png")
+
+
+# ------------------------------------------------------------------------------------------------------
+# Paths the mutants of gallery.py showed unpinned
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_header_layout_is_exact(gallery: Gallery, tmp_path: Path) -> None:
+    path = gallery.save(tmp_path / "g.simvis")
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[8:16])
+    header, _ = _header(path)
+    assert raw[16:17] == b"{" and raw[16 : 16 + length].rstrip().endswith(b"}")  # padded at the end only
+    assert set(header) == {
+        "format", "version", "session", "count", "dim", "entries", "feature_total", "unreadable",
+        "embeddings_at", "features_at",
+    }  # fmt: skip
+    assert header["embeddings_at"] == gallery_module._align(16 + length)
+    assert header["features_at"] == gallery_module._align(header["embeddings_at"] + 5 * 12 * 4)
+    assert raw[16 + length : header["embeddings_at"]] == b"\0" * (header["embeddings_at"] - 16 - length)
+
+
+def test_align() -> None:
+    assert [gallery_module._align(n) for n in (0, 1, 63, 64, 65, 128)] == [0, 64, 64, 64, 128, 128]
+    assert gallery_module._align(5, 4) == 8 and gallery_module._align(8, 4) == 8
+
+
+def test_float32_features_are_stored_as_float16(session: sv.ModelSession, tmp_path: Path) -> None:
+    entries = [GalleryEntry(0, "h0", None, (1, 2))]
+    feats = np.arange(24, dtype=np.float32).reshape(12, 1, 2) / 7
+    g = Gallery(session, entries, torch.rand(1, 12) + 0.1, [feats])
+    loaded = Gallery.load(g.save(tmp_path / "g.simvis"), session)
+    np.testing.assert_array_equal(loaded.stored_features(0), feats.astype(np.float16))
+
+
+def test_loading_maps_the_features_read_only_by_default(
+    gallery: Gallery, session: sv.ModelSession, tmp_path: Path
+) -> None:
+    loaded = Gallery.load(gallery.save(tmp_path / "g.simvis"), session)
+    stored = loaded.stored_features(1)
+    assert isinstance(stored, np.memmap) and not stored.flags.writeable
+
+
+def test_files_without_an_unreadable_list_still_load(
+    gallery: Gallery, session: sv.ModelSession, tmp_path: Path
+) -> None:
+    path = gallery.save(tmp_path / "g.simvis")
+    data = path.read_bytes()
+    (length,) = struct.unpack("<Q", data[8:16])
+    header = json.loads(data[16 : 16 + length])
+    del header["unreadable"]
+    path.write_bytes(data[:16] + json.dumps(header).encode().ljust(length) + data[16 + length :])
+    assert Gallery.load(path, session).unreadable == {}
+
+
+def test_a_session_mismatch_lists_every_difference(gallery: Gallery, tmp_path: Path) -> None:
+    path = gallery.save(tmp_path / "g.simvis")
+    other = _session(pooling="max", normalize=False)
+    with pytest.raises(GalleryError) as err:
+        Gallery.load(path, other)
+    assert "(pooling: gallery 'avg' vs session 'max', normalize: gallery True vs session False)" in str(err.value)
+
+
+def test_file_galleries_read_their_images(session: sv.ModelSession, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(IMAGES[i]).save(folder / f"p{i}.png")
+    built = Gallery.build(folder, session, progress=False)
+    loaded = Gallery.load(built.save(tmp_path / "g.simvis"), session)  # no images=: read from the files
+    np.testing.assert_array_equal(loaded.image(1), IMAGES[1])
+    ex = loaded.explain(QUERY, 0)
+    assert ex.image_b is not None and ex.image_b.shape == session.resize(IMAGES[0]).shape
+    (folder / "p0.png").write_bytes(b"\x89PNG no longer an image")  # unreadable now: explained without it
+    ex = loaded.explain(QUERY, 0)
+    assert ex.image_b is None and ex.score == pytest.approx(built.explain(QUERY, 0).score, rel=1e-6)
+    (folder / "p1.png").unlink()  # gone: explained without it
+    assert loaded.explain(QUERY, 1).image_b is None
+
+
+def test_in_memory_galleries_explain_without_their_images(
+    gallery: Gallery, session: sv.ModelSession, tmp_path: Path
+) -> None:
+    loaded = Gallery.load(gallery.save(tmp_path / "g.simvis"), session)
+    ex = loaded.explain(QUERY, 2)
+    assert ex.image_b is None and ex.score == pytest.approx(gallery.explain(QUERY, 2).score, rel=1e-6)
+
+
+def test_default_k_is_ten(session: sv.ModelSession) -> None:
+    many = Gallery.build(_images(12), session, progress=False)
+    assert len(many.search(QUERY)) == 10
+    enc = session.encode(QUERY)
+    assert len(many.search_features(enc.features, None)) == 10
+
+
+def test_faiss_index_needs_faiss(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    with pytest.raises(GalleryError) as err:
+        FaissIndex(torch.ones(2, 2))
+    assert str(err.value) == "FaissIndex needs faiss: pip install faiss-cpu"
+
+
+def test_faiss_index_takes_float64() -> None:
+    pytest.importorskip("faiss")
+    index = FaissIndex(torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64))
+    values, order = index.search(torch.tensor([1.0, 1.0], dtype=torch.float64), 2)
+    assert order.tolist() == [1, 0] and values.tolist() == [2.0, 1.0]
+
+
+def test_dataset_items_without_labels_keep_cached_labels(session: sv.ModelSession, tmp_path: Path) -> None:
+    class PilImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i: int) -> Image.Image:
+            return Image.fromarray(IMAGES[i])
+
+    cache = tmp_path / "cache"
+    first = Gallery.build(PilImages(), session, labels=["x", "y"], cache_dir=cache, progress=False)
+    assert first.labels == ["x", "y"]
+    again = Gallery.build(PilImages(), session, cache_dir=cache, progress=False)
+    assert again.reused == 2 and again.labels == ["x", "y"]
+    assert gallery_module._dataset_items(PilImages())[1] is None
