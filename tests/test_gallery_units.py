@@ -812,3 +812,21 @@ def test_dataset_items_without_labels_keep_cached_labels(session: sv.ModelSessio
     again = Gallery.build(PilImages(), session, cache_dir=cache, progress=False)
     assert again.reused == 2 and again.labels == ["x", "y"]
     assert gallery_module._dataset_items(PilImages())[1] is None
+
+
+def test_every_header_length_gives_a_readable_file(session: sv.ModelSession, tmp_path: Path) -> None:
+    """The embeddings start at the first 64-byte boundary after the header, whatever its length mod 64."""
+    feats = [np.full((12, 1, 1), 0.5, np.float16)]
+    ends = set()
+    for n in range(64):
+        g = Gallery(session, [GalleryEntry(0, "h", None, (1, 1), "x" * n)], torch.full((1, 12), float(n + 1)), feats)
+        path = g.save(tmp_path / f"g{n}.simvis")
+        raw = path.read_bytes()
+        (length,) = struct.unpack("<Q", raw[8:16])
+        header, _ = _header(path)
+        ends.add((16 + length) % 64)
+        assert header["embeddings_at"] == gallery_module._align(16 + length) >= 16 + length
+        loaded = Gallery.load(path, session)
+        assert loaded.labels == ["x" * n] and float(loaded.embeddings[0, 0]) == n + 1
+        np.testing.assert_array_equal(loaded.stored_features(0), feats[0])
+    assert len(ends) == 64  # every residue was tried
