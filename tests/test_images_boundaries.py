@@ -173,7 +173,7 @@ def test_tensor_layouts_and_dtypes() -> None:
 def test_array_dtypes_give_exact_uint8() -> None:
     cases = [
         (np.array([[True, False]]), [255, 0]),
-        (np.array([[0, 25700, 65535]], np.uint16), [0, 100, 255]),
+        (np.array([[0, 25700, 12950, 65535]], np.uint16), [0, 100, 50, 255]),
         (np.array([[0.0, 0.5, 1.0]]), [0, 128, 255]),
         (np.array([[0, 17, 255]], np.int64), [0, 17, 255]),
         (np.array([[0, 255]], np.int32), [0, 255]),
@@ -227,6 +227,11 @@ def test_16_bit_modes_are_scaled_by_1_over_257(mode: str, dtype: str) -> None:
     assert img.mode == mode
     out = sv.load_image(img)
     assert out.dtype == np.uint8 and out[0, :, 0].tolist() == [0, 0, 100, 255]  # small values too: 16-bit scale
+
+
+def test_16_bit_modes_use_the_16_bit_scale_even_for_small_values() -> None:
+    img = Image.frombytes("I;16", (3, 1), np.array([0, 100, 200], "<u2").tobytes())
+    assert sv.load_image(img)[0, :, 0].tolist() == [0, 0, 1]  # 200 / 257 rounds to 1: a dark 16-bit image
 
 
 @pytest.mark.parametrize(
