@@ -345,6 +345,7 @@ def test_hits_figure_layout_and_style() -> None:
     assert boxes[0].x1 <= boxes[1].x0 and boxes[1].x1 <= boxes[2].x0  # one row
     pbar = bar.get_position()
     assert pbar.y1 < min(b.y0 for b in boxes) and abs((pbar.x0 + pbar.x1) / 2 - 0.5) < 0.03
+    assert pbar.y0 < 0.1  # a thin bar at the bottom edge (fraction 0.06 of the figure)
     assert 0.2 < pbar.width < 0.45 and 0.02 < pbar.height < 0.05
     assert bar._colorbar.mappable is _heat(second)
     assert bar.xaxis.get_major_formatter()(0.00001234) == "1.2e-05"
