@@ -775,3 +775,27 @@ def test_computation_dtype_follows_either_input() -> None:
 def test_cell_weights_of_a_tensor_that_requires_grad() -> None:
     mask = torch.ones(4, 4, requires_grad=True)
     torch.testing.assert_close(cell_weights(mask, (2, 2)), torch.ones(2, 2))
+
+
+def test_then_moves_a_float64_bias_through_a_float32_layer() -> None:
+    g = torch.Generator().manual_seed(13)
+    w1, b1 = torch.randn(4, 5, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
+    w2 = torch.randn(3, 4, generator=g)  # float32
+    h = LinearHead(w1, b1).then(LinearHead(w2))
+    torch.testing.assert_close(h.bias, w2.double() @ b1)
+
+
+def test_pooled_embeddings_default_gem_p_is_3() -> None:
+    x = _feats(5, 2, 3)
+    torch.testing.assert_close(pooled_embeddings(x, "gem")[1], torch_pool(x, "gem", 3.0))
+
+
+def test_from_contributions_keeps_each_side() -> None:
+    g = torch.Generator().manual_seed(14)
+    qa, qb = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(8, 3, generator=g, dtype=torch.float64)
+    ea, eb = qa.sum(0), qb.sum(0) + 1
+    ex = from_contributions(qa, qb, ea, eb, (2, 3), (4, 2))
+    assert ex.grid_b == (4, 2) and ex.map_b.shape == (4, 2) and ex.embedding_b is eb and ex.embedding_a is ea
+    assert (
+        _message(from_contributions, qa, qb, ea, eb, (2, 3), (2, 2)) == "6 / 8 contributions for grids (2, 3) / (2, 2)"
+    )
