@@ -830,3 +830,34 @@ def test_every_header_length_gives_a_readable_file(session: sv.ModelSession, tmp
         assert loaded.labels == ["x" * n] and float(loaded.embeddings[0, 0]) == n + 1
         np.testing.assert_array_equal(loaded.stored_features(0), feats[0])
     assert len(ends) == 64  # every residue was tried
+
+
+class _Loud(torch.nn.Module):
+    """Features far above float16's largest value (65504), as an unnormalised backbone may give."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv = torch.nn.Conv2d(3, 4, 16, stride=16)
+        self.out = torch.nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.conv(x).abs() * 1e5 + 7e4)
+
+
+def test_features_beyond_float16_are_not_stored_as_infinities() -> None:
+    """The gallery stores local features as float16: values above 65504 must not silently become inf (search
+    then fails for every hit with 'largest feature magnitude inf ... rescale them', although the session
+    explains the same pair). Either the build refuses them clearly or the search works."""
+    session = sv.ModelSession(_Loud(), "out", size=64, device="cpu")
+    images = IMAGES[:3:2] + [QUERY]
+    try:
+        g = Gallery.build(images, session, progress=False)
+    except GalleryError as err:
+        assert "float16" in str(err)
+        return
+    for i in range(len(g)):
+        assert np.isfinite(np.asarray(g.stored_features(i), dtype=np.float32)).all()
+    for hit in g.search(images[0], k=3):
+        assert torch.isfinite(hit.map).all()
+        assert hit.score == pytest.approx(session.explain(images[0], images[hit.index]).score, rel=1e-3)
