@@ -43,6 +43,8 @@ from .session import ModelSession
 
 MAGIC = b"SIMVISG1"
 FORMAT_VERSION = 2
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+"""Local features are stored as float16: a build refuses features above this (65504) instead of storing inf."""
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -327,6 +329,13 @@ class Gallery:
                         groups.setdefault(item.prepared.shape, []).append(item)
                 for group in groups.values():
                     feats = session.batch_features([it.prepared for it in group])  # type: ignore[misc]
+                    peak = float(feats.abs().max())
+                    if peak > FLOAT16_MAX:
+                        raise GalleryError(
+                            f"{session.name} gives local features up to {peak:.3g} for {group[0].source!r}; the gallery "
+                            f"stores them as float16, whose largest value is {FLOAT16_MAX:g}: scale the features down "
+                            "(e.g. a layer before the last activation) to build a gallery"
+                        )
                     _, emb = pooled_embeddings(feats, session.pooling, session.p, session.head)
                     for it, f, e in zip(group, feats, emb):
                         grid = (int(f.shape[1]), int(f.shape[2]))
