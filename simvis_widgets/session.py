@@ -450,7 +450,10 @@ class ModelSession:
 
     def input_key(self, loaded: np.ndarray) -> str:
         """Cache key of a loaded image: its content hash plus the resize settings (equal keys, equal inputs)."""
-        return digest(image_hash(loaded).encode(), f"{self.size}|{self.max_aspect}|{self.stride}".encode())
+        return self._key_of(image_hash(loaded))
+
+    def _key_of(self, content_hash: str) -> str:
+        return digest(content_hash.encode(), f"{self.size}|{self.max_aspect}|{self.stride}".encode())
 
     # ---------------------------------------------------------------------------------------------
     # Features and embeddings
@@ -464,7 +467,7 @@ class ModelSession:
         differently-laid-out images) and as same-size batches on accelerators."""
         loaded = [load_image(img) for img in images]
         hashes = [image_hash(raw) for raw in loaded]
-        keys = [digest(h.encode(), f"{self.size}|{self.max_aspect}|{self.stride}".encode()) for h in hashes]
+        keys = [self._key_of(h) for h in hashes]
         found: dict[str, tuple[np.ndarray, Tensor]] = {}
         missing: dict[str, np.ndarray] = {}
         for key, raw in zip(keys, loaded):
