@@ -195,7 +195,8 @@ class ModelSession:
         base = options if options is not None else SessionOptions(name=type(model).__name__)
         if layer is not None:
             option_values["layer"] = layer
-        option_values.setdefault("name", base.name if options is not None else type(model).__name__)
+        if option_values.get("name") is None:  # not given, or None: the options' label, else the class name
+            option_values["name"] = base.name if options is not None else type(model).__name__
         opts = base.replace(**option_values, stride=None, channels=None) if option_values or options else base
         self._linear: CLSLinearisation | None = None
         if opts.approximate:

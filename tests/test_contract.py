@@ -221,6 +221,10 @@ def test_public_encode_and_batch_features_agree(resnet18_random: sv.ModelSession
         resnet18_random.resize(enc.image.astype(np.float32) / 255)
 
 
+def test_a_session_without_a_name_is_labelled_by_its_class() -> None:
+    assert sv.ModelSession(nn.Sequential(nn.Conv2d(3, 4, 3)), "0", name=None, device="cpu").name == "Sequential"
+
+
 def test_bad_devices_are_model_errors() -> None:
     with pytest.raises(sv.ModelError, match="not a torch device"):
         sv.ModelSession(nn.Sequential(nn.Conv2d(3, 4, 3)), "0", device="bogus")
