@@ -83,16 +83,6 @@ class _Item:
     label: Any = None
 
 
-def fingerprint(session: ModelSession) -> dict[str, Any]:
-    """What must match between a gallery and the session that searches it: the session's
-    :meth:`~simvis_widgets.session.ModelSession.fingerprint` (options and a hash of the weights)."""
-    return session.fingerprint()
-
-
-def _file_hash(path: Path) -> str:
-    return file_digest(path)
-
-
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files under ``folder`` (recursive, by suffix), sorted."""
     folder = Path(folder)
@@ -118,7 +108,7 @@ class _Loader(torch.utils.data.Dataset):
         try:
             raw = load_image(src)
             prepared = self.resize(raw)
-            file_hash = _file_hash(Path(src)) if isinstance(src, (str, os.PathLike)) else None
+            file_hash = file_digest(src) if isinstance(src, (str, os.PathLike)) else None
             return _Item(i, name, prepared, image_hash(raw), file_hash, None, label)
         except (ImageInputError, FileNotFoundError, OSError) as err:
             return _Item(i, name, None, "", None, str(err), label)
@@ -172,7 +162,7 @@ class Gallery:
         self.unreadable: dict[str, tuple[str, str]] = dict(unreadable or {})
         """Files that could not be read, by file hash: ``(source, error)``. A rebuild skips a file whose bytes are
         unchanged without warning again."""
-        self._fingerprint = fingerprint(session)
+        self._fingerprint = session.fingerprint()
         self._refresh_scoring()
 
     # ---------------------------------------------------------------------------------------------
@@ -210,12 +200,16 @@ class Gallery:
         if cache_file is not None and cache_file.exists():
             cached = cls.load(cache_file, session)
         reuse: dict[int, int] = {}
+        known_bad: dict[str, tuple[str, str]] = {}  # unreadable last time, bytes unchanged: skipped without a word
         if cached is not None:
             by_file = {e.file_hash: k for k, e in enumerate(cached.entries) if e.file_hash}
             by_pixels = {e.pixel_hash: k for k, e in enumerate(cached.entries)}
             for i, src in enumerate(sources):
                 if isinstance(src, (str, os.PathLike)) and Path(src).is_file():
-                    k = by_file.get(_file_hash(Path(src)))
+                    h = file_digest(src)
+                    k = by_file.get(h)
+                    if k is None and h in cached.unreadable:
+                        known_bad[h] = (str(src), cached.unreadable[h][1])
                 else:
                     try:
                         k = by_pixels.get(image_hash(load_image(src)))
@@ -223,13 +217,6 @@ class Gallery:
                         k = None
                 if k is not None:
                     reuse[i] = k
-        known_bad: dict[str, tuple[str, str]] = {}
-        if cached is not None and cached.unreadable:
-            for i, src in enumerate(sources):
-                if i not in reuse and isinstance(src, (str, os.PathLike)) and Path(src).is_file():
-                    h = _file_hash(Path(src))
-                    if h in cached.unreadable:
-                        known_bad[h] = (str(src), cached.unreadable[h][1])
         known_sources = {source for source, _ in known_bad.values()}
         todo = [i for i in range(len(sources)) if i not in reuse and str(sources[i]) not in known_sources]
         computed, skipped = cls._embed(sources, labels, todo, session, batch_size, num_workers, progress)
@@ -260,7 +247,7 @@ class Gallery:
         unreadable = dict(known_bad)
         for name, err in skipped:
             if isinstance(name, str) and Path(name).is_file():
-                unreadable[_file_hash(Path(name))] = (name, err)
+                unreadable[file_digest(name)] = (name, err)
         gallery = cls(session, entries, torch.stack(embeddings), features, images=kept, unreadable=unreadable)
         gallery.reused = len(reuse)
         gallery.embedded = len(computed)
@@ -419,7 +406,7 @@ class Gallery:
             raise GalleryError(
                 f"gallery file '{path}' has format version {header.get('version')}; this library reads {FORMAT_VERSION}"
             )
-        expected = fingerprint(session)
+        expected = session.fingerprint()
         differs = {k: (header["session"].get(k), v) for k, v in expected.items() if header["session"].get(k) != v}
         if differs:
             detail = ", ".join(f"{k}: gallery {a!r} vs session {b!r}" for k, (a, b) in differs.items())

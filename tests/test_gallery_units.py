@@ -17,6 +17,7 @@ from PIL import Image
 
 import simvis_widgets as sv
 from simvis_widgets import gallery as gallery_module
+from simvis_widgets._io import file_digest
 from simvis_widgets.gallery import MAGIC, ExactIndex, FaissIndex, Gallery, GalleryEntry, GalleryError, list_images
 
 
@@ -490,7 +491,7 @@ def test_unreadable_files_are_skipped_and_remembered(session: sv.ModelSession, t
     assert len(g) == 2 and g.sources == [str(tmp_path / "ok0.png"), str(tmp_path / "ok1.png")]
     ((digest, (source, error)),) = g.unreadable.items()
     assert source == str(tmp_path / "bad.png") and "not a readable image" in error
-    assert digest == gallery_module._file_hash(tmp_path / "bad.png")
+    assert digest == file_digest(tmp_path / "bad.png")
     with pytest.warns(UserWarning, match="skipped 2 unreadable"):
         with pytest.raises(GalleryError) as err:
             Gallery.build([tmp_path / "bad.png", tmp_path / "missing.png"], session, progress=False)
