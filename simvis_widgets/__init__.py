@@ -24,7 +24,7 @@ from .errors import (
     WeightsUnavailableError,
     WidgetError,
 )
-from .gallery import FaissIndex, Gallery, Hit
+from .gallery import Gallery, Hit
 from .images import load_image
 from .models import available_models
 from .pair import ExplainedPair
@@ -41,7 +41,6 @@ __all__ = [
     "Encoded",
     "ExplainedPair",
     "Explanation",
-    "FaissIndex",
     "Gallery",
     "GalleryError",
     "Hit",

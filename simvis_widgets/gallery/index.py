@@ -1,0 +1,209 @@
+"""In-RAM search over a gallery's scoring keys: an int8 scan with integer accumulation, re-ranked exactly.
+
+Every score the gallery ranks by is one inner product ``score(b) = <k_b, q>`` with a per-image *key* ``k_b``
+(:mod:`simvis_widgets.gallery.keys`). The exact keys (float32) live in storage; this index keeps a quantised copy
+in RAM, one byte per value:
+
+    k_b ~ s_b * i_b,   i_b = round(k_b / s_b) in [-127, 127]^D,   s_b = max|k_b| / 127        (same for q)
+
+and scans it with exact integer dot products (simsimd; no rounding inside the scan). The error of the scan is
+then bounded row by row, with no assumption on the data:
+
+    |<k_b, q> - s_b s_q <i_b, j>| <= |k_b - s_b i_b| |q| + |s_b i_b| |q - s_q j| + float32 slack  =: beta_b
+
+so after re-ranking the ``m`` best approximate candidates with their exact keys, the exact top-k is certified when
+the k-th exact score is >= the best approximate score left out plus ``max beta``; otherwise ``m`` grows (up to
+every row). The top-k and its scores therefore equal an exact float32 scan's, ties within float32 rounding aside.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import GalleryError
+
+FLOAT32_SLACK = 2.0**-22
+"""Relative slack per dimension for float32 rounding in the exact re-rank (gamma_D of float32 is D * 2**-24)."""
+
+
+class KeyRows(Protocol):
+    """Exact, verified access to a gallery's scoring keys: row ``b``'s key ``k_b`` (float32, ``dim`` values)."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def keys(self, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows), dim)`` float32 exact keys of ``rows`` (int64), in the order given; raises
+        :class:`~simvis_widgets.errors.GalleryError` if stored data fails its checksum."""
+        ...
+
+    def blocks(self, rows_per_block: int) -> Iterator[np.ndarray]:
+        """All keys in row order, as float32 blocks of at most ``rows_per_block`` rows."""
+        ...
+
+
+class SearchIndex(Protocol):
+    """What the gallery asks of an index: the exact top-``k`` rows of ``<k_b, query>``, best first, never
+    returning a row of ``exclude``."""
+
+    def search(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class ArrayKeys:
+    """:class:`KeyRows` over a float32 array in RAM (tests, small galleries, benchmarks)."""
+
+    def __init__(self, keys: np.ndarray) -> None:
+        if keys.ndim != 2:
+            raise GalleryError(f"keys must be (rows, dim), got shape {keys.shape}")
+        self._keys = np.ascontiguousarray(keys, dtype=np.float32)
+
+    @property
+    def dim(self) -> int:
+        return int(self._keys.shape[1])
+
+    def __len__(self) -> int:
+        return int(self._keys.shape[0])
+
+    def keys(self, rows: np.ndarray) -> np.ndarray:
+        return self._keys[np.asarray(rows, dtype=np.int64)]
+
+    def blocks(self, rows_per_block: int) -> Iterator[np.ndarray]:
+        for start in range(0, len(self), rows_per_block):
+            yield self._keys[start : start + rows_per_block]
+
+
+def exact_scores(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``keys @ query`` in float32: the scores the gallery reports."""
+    return np.asarray(keys, dtype=np.float32) @ np.asarray(query, dtype=np.float32)
+
+
+def _quantise(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row symmetric int8 codes and scales: ``block ~ scale[:, None] * codes``."""
+    block = np.asarray(block, dtype=np.float32)
+    peak = np.abs(block).max(axis=1) if block.shape[1] else np.zeros(len(block), np.float32)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    codes = np.clip(np.rint(block / scale[:, None]), -127, 127).astype(np.int8)
+    return codes, scale
+
+
+@dataclass(frozen=True)
+class Int8Codes:
+    """Quantised keys and the per-row norms the error bound needs (all upper bounds, rounded up)."""
+
+    codes: np.ndarray
+    scales: np.ndarray
+    residuals: np.ndarray
+    code_norms: np.ndarray
+    key_norms: np.ndarray
+
+    @classmethod
+    def from_blocks(cls, blocks: Iterable[np.ndarray], dim: int) -> Int8Codes:
+        """Quantise float32 key blocks (consumed once, in row order)."""
+        codes, scales, residuals, code_norms, key_norms = [], [], [], [], []
+        for block in blocks:
+            block = np.asarray(block, dtype=np.float32).reshape(-1, dim)
+            c, s = _quantise(block)
+            approx = c.astype(np.float64) * s[:, None].astype(np.float64)
+            codes.append(c)
+            scales.append(s.astype(np.float64))
+            residuals.append(np.linalg.norm(block.astype(np.float64) - approx, axis=1))
+            code_norms.append(np.linalg.norm(approx, axis=1))
+            key_norms.append(np.linalg.norm(block.astype(np.float64), axis=1))
+
+        def joined(parts: list[np.ndarray], up: bool = True) -> np.ndarray:
+            # Rounded up by one part in 1e6, so float64 rounding of the norms cannot shrink the bound.
+            out = np.concatenate(parts) if parts else np.zeros(0)
+            return out * (1 + 1e-6) if up else out
+
+        return cls(
+            codes=np.concatenate(codes) if codes else np.zeros((0, dim), np.int8),
+            scales=joined(scales, up=False),
+            residuals=joined(residuals),
+            code_norms=joined(code_norms),
+            key_norms=joined(key_norms),
+        )
+
+
+class Int8Index:
+    """Exact top-k by an int8 scan with integer accumulation and a certified float32 re-rank (module docstring).
+
+    RAM: ``D + 33`` bytes per row (about a quarter of a float32 matrix). Re-ranks from ``keys``."""
+
+    def __init__(self, keys: KeyRows, codes: Int8Codes, *, threads: int = 0) -> None:
+        if codes.codes.shape != (len(keys), keys.dim):
+            raise GalleryError(f"index built from {codes.codes.shape} keys; the gallery has {(len(keys), keys.dim)}")
+        self._keys = keys
+        self.threads = threads or max(1, min(4, os.cpu_count() or 1))
+        self._codes = codes.codes
+        self._scales = codes.scales
+        self._residuals = codes.residuals
+        self._code_norms = codes.code_norms
+        self._key_norms = codes.key_norms
+        self.reranked = 0
+        """Rows re-ranked exactly by the last search (for benchmarks)."""
+
+    @classmethod
+    def build(cls, keys: KeyRows, rows_per_block: int = 65536) -> Int8Index:
+        """An index over all of ``keys``."""
+        return cls(keys, Int8Codes.from_blocks(keys.blocks(rows_per_block), keys.dim))
+
+    @property
+    def nbytes(self) -> int:
+        """RAM held by the index."""
+        return int(
+            self._codes.nbytes
+            + self._scales.nbytes
+            + self._residuals.nbytes
+            + self._code_norms.nbytes
+            + self._key_norms.nbytes
+        )
+
+    def upper_bounds(self, query: np.ndarray) -> np.ndarray:
+        """For every row, a number >= its exact score ``<k_b, query>`` (module docstring)."""
+        import simsimd
+
+        q = np.asarray(query, dtype=np.float32)
+        if q.shape != (self._keys.dim,):
+            raise GalleryError(f"query has shape {q.shape}; the index's keys have ({self._keys.dim},)")
+        if not np.isfinite(q).all():
+            raise GalleryError("query vector is not finite")
+        q_codes, q_scale = _quantise(q[None])
+        q_norm = float(np.linalg.norm(q.astype(np.float64)))
+        q_residual = float(np.linalg.norm(q.astype(np.float64) - q_codes[0].astype(np.float64) * q_scale[0]))
+        if len(self._codes) == 0:
+            return np.zeros(0)
+        dots = np.asarray(simsimd.cdist(q_codes, self._codes, metric="dot", threads=self.threads), np.float64)[0]
+        approx = dots * self._scales * float(q_scale[0])
+        slack = FLOAT32_SLACK * (self._keys.dim + 2) * self._key_norms * q_norm
+        beta = self._residuals * q_norm + self._code_norms * q_residual * (1 + 1e-6) + slack
+        return approx + np.abs(approx) * 1e-9 + beta
+
+    def search(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top-``k`` rows of ``<k_b, query>`` (scores float32, best first), never a row of ``exclude``."""
+        upper = self.upper_bounds(query)
+        if exclude is not None and len(exclude):
+            upper[np.asarray(exclude, dtype=np.int64)] = -np.inf
+        eligible = int(np.isfinite(upper).sum())
+        k = min(k, eligible)
+        if k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        m = min(eligible, max(4 * k, k + 32))
+        while True:
+            if m < eligible:
+                part = np.argpartition(-upper, m)
+                cands, bound_outside = part[:m], float(upper[part[m]])
+            else:
+                cands, bound_outside = np.flatnonzero(np.isfinite(upper)), -np.inf
+            scores = exact_scores(self._keys.keys(cands), np.asarray(query, np.float32))
+            order = np.lexsort((cands, -scores.astype(np.float64)))[:k]
+            if float(scores[order[-1]]) >= bound_outside or m >= eligible:
+                self.reranked = len(cands)
+                return scores[order].astype(np.float32), cands[order].astype(np.int64)
+            m = min(eligible, 4 * m)

@@ -1,0 +1,43 @@
+"""Scoring keys: every score a gallery ranks by is one inner product with a per-image key.
+
+For gallery image ``b`` with embedding ``e_b``, head bias ``c`` (zero without a biased head) and
+``s_b = 1 / |e_b|`` (cosine) or ``1`` (dot product), the key is ``k_b = [(e_b - c) s_b, s_b]`` (``D + 1`` values).
+Then, with ``scale = 1 / |e_A|`` (cosine) or ``1``:
+
+* a region query with region vector ``q`` (method.md: ``s_R(B) = <q, e_B - c> s_B scale``) is ``[q scale, 0]``;
+* the whole image under a biased head (the similarity itself, global term included:
+  ``<e_A, e_B> s_B scale``) is ``[e_A scale, <c, e_A> scale]``, since
+  ``<(e_B - c) s_B, e_A> + s_B <c, e_A> = <e_B, e_A> s_B``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import GalleryError
+
+
+def scoring_keys(embeddings: np.ndarray, bias: np.ndarray | None, normalize: bool) -> np.ndarray:
+    """``(n, D + 1)`` float32 keys of ``(n, D)`` embeddings."""
+    e = np.asarray(embeddings, dtype=np.float32)
+    if normalize:
+        norms = np.linalg.norm(e.astype(np.float64), axis=1)
+        if (norms == 0).any():
+            raise GalleryError("a gallery image has an all-zero embedding: cosine similarity is undefined")
+        s = (1.0 / norms).astype(np.float32)
+    else:
+        s = np.ones(len(e), np.float32)
+    g = e - bias.astype(np.float32) if bias is not None else e
+    return np.concatenate([g * s[:, None], s[:, None]], axis=1)
+
+
+def region_key_query(q: np.ndarray, scale: float) -> np.ndarray:
+    """The query for a region vector ``q``."""
+    return np.append(np.asarray(q, np.float32) * np.float32(scale), np.float32(0))
+
+
+def similarity_key_query(e: np.ndarray, bias: np.ndarray | None, scale: float) -> np.ndarray:
+    """The query whose scores are the similarity ``<e_A, e_B> s_B scale`` itself (bias terms included)."""
+    e = np.asarray(e, np.float32)
+    offset = float(np.dot(bias.astype(np.float64), e.astype(np.float64))) if bias is not None else 0.0
+    return np.append(e * np.float32(scale), np.float32(offset * scale))
