@@ -424,4 +424,4 @@ def fragments_from_json(data: Sequence[dict[str, Any]]) -> list[Any]:
     """Fragment metadata back from :func:`write_fragments`' JSON."""
     from lance.fragment import FragmentMetadata
 
-    return [FragmentMetadata.from_json(d) for d in data]
+    return [FragmentMetadata.from_json(json.dumps(d)) for d in data]
