@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 
 import simvis_widgets as sv
-from simvis_widgets.gallery import ExactIndex, FaissIndex, Gallery, GalleryError
+from simvis_widgets.gallery import Gallery, GalleryError
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +92,24 @@ def test_exclude_self(gallery: Gallery, views: sv.datasets.DemoViews) -> None:
     assert len(gallery.search(views.images[4], k=len(gallery), exclude_self=True)) == len(gallery) - 1
 
 
-def test_save_load_round_trip(
-    gallery: Gallery, views: sv.datasets.DemoViews, resnet18_random: sv.ModelSession, tmp_path: Path
-) -> None:
-    path = gallery.save(tmp_path / "g.simvis")
-    loaded = Gallery.load(path, resnet18_random)
-    assert len(loaded) == len(gallery) and loaded.labels == gallery.labels and loaded.sources == gallery.sources
-    torch.testing.assert_close(loaded.embeddings, gallery.embeddings, rtol=0, atol=0)
-    assert isinstance(loaded._features[0], np.memmap)
+def test_open_round_trip(views: sv.datasets.DemoViews, resnet18_random: sv.ModelSession, tmp_path: Path) -> None:
+    built = Gallery.build(views.images, resnet18_random, tmp_path / "g", labels=views.groups, progress=False)
+    opened = Gallery.open(tmp_path / "g", resnet18_random, images=views.images)
+    assert (
+        len(opened) == len(built) and opened.labels == views.groups and opened.sources == list(range(len(views.images)))
+    )
+    torch.testing.assert_close(opened.embeddings, built.embeddings, rtol=0, atol=0)
     mask = _region(views.images[0])
-    a, b = gallery.search(views.images[0], mask=mask, k=5), loaded.search(views.images[0], mask=mask, k=5)
+    a, b = built.search(views.images[0], mask=mask, k=5), opened.search(views.images[0], mask=mask, k=5)
     assert [(h.index, h.score) for h in a] == [(h.index, h.score) for h in b]
     torch.testing.assert_close(a[0].map, b[0].map)
+    np.testing.assert_array_equal(opened.image(3), views.images[3])
+
+
+def _write_pngs(folder: Path, images: list[np.ndarray]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"v{i:03d}.png")
 
 
 def test_resume_embeds_only_new_and_changed_files(
@@ -113,81 +120,212 @@ def test_resume_embeds_only_new_and_changed_files(
     for i, image in enumerate(views.images[:6]):
         Image.fromarray(image).save(folder / ("sub" if i % 2 else "") / f"v{i}.png")
     (folder / "notes.txt").write_text("not an image")
-    cache = tmp_path / "cache"
-    first = Gallery.build(folder, resnet18_random, cache_dir=cache, progress=False)
+    store = tmp_path / "g.lance"
+    first = Gallery.build(folder, resnet18_random, store, progress=False)
     assert (len(first), first.embedded, first.reused) == (6, 6, 0)
     Image.fromarray(views.images[7]).save(folder / "new.png")
     Image.fromarray(views.images[8]).save(folder / "v0.png")  # changed content, same name
     (folder / "sub" / "v1.png").unlink()
-    second = Gallery.build(folder, resnet18_random, cache_dir=cache, progress=False)
+    second = Gallery.build(folder, resnet18_random, store, progress=False)
     assert (len(second), second.embedded, second.reused) == (6, 2, 4)
     fresh = Gallery.build(folder, resnet18_random, progress=False)
+    assert sorted(second.sources) == sorted(fresh.sources)  # the deleted file's row is gone
     order = {s: k for k, s in enumerate(fresh.sources)}
     for k, s in enumerate(second.sources):
         torch.testing.assert_close(second.embeddings[k], fresh.embeddings[order[s]], rtol=1e-4, atol=1e-5)
-    assert Gallery.load(cache / "gallery.simvis", resnet18_random).sources == second.sources
+    assert Gallery.open(store, resnet18_random).sources == second.sources
+    assert first.sources != second.sources and len(first) == 6  # the first gallery still reads its own version
 
 
-SAVER = textwrap.dedent("""
-    import sys, numpy as np, torch
-    import simvis_widgets as sv
-    from simvis_widgets.gallery import Gallery, GalleryEntry
-    torch.manual_seed(0)  # the same weights as the reader's session (the gallery records their hash)
-    session = sv.ModelSession(torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, stride=4, padding=1)), "0", size=64, device="cpu")
-    count = 400
-    entries = [GalleryEntry(i, f"hash{i}", None, (16, 16), i % 7) for i in range(count)]
-    gen = torch.Generator().manual_seed(int(sys.argv[2]))
-    features = [np.full((64, 16, 16), float(sys.argv[2]), np.float16) for _ in range(count)]
-    g = Gallery(session, entries, torch.rand(count, 64, generator=gen) + 0.1, features)
-    print("ready", flush=True)
-    while True:
-        g.save(sys.argv[1])
+def _tiny_session() -> sv.ModelSession:
+    torch.manual_seed(0)  # the same weights in every process (the gallery records their digest)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=4, padding=1), torch.nn.ReLU())
+    return sv.ModelSession(net, "1", size=64, device="cpu", name="tiny")
+
+
+BUILDER = textwrap.dedent("""
+    import sys, time, torch
+    sys.path.insert(0, sys.argv[3])
+    from test_gallery import _tiny_session
+    from simvis_widgets.gallery import Gallery
+    session = _tiny_session()
+    slow = session.batch_features
+    def batch_features(batch):
+        time.sleep(0.15)  # slow enough to be killed in the middle
+        return slow(batch)
+    session.batch_features = batch_features
+    Gallery.build(sys.argv[1], session, sys.argv[2], batch_size=2, commit_every=2, progress=False)
+    print("finished", flush=True)
 """)
 
 
-def test_a_killed_save_never_corrupts_the_previous_file(tmp_path: Path) -> None:
-    path = tmp_path / "g.simvis"
-    script = tmp_path / "saver.py"
-    script.write_text(SAVER)
+def test_a_build_killed_with_sigkill_keeps_its_commits_and_resumes(
+    views: sv.datasets.DemoViews, tmp_path: Path
+) -> None:
+    folder, store = tmp_path / "photos", tmp_path / "g.lance"
+    images = [np.roll(views.images[i % len(views.images)], 7 * i, axis=1) for i in range(40)]
+    _write_pngs(folder, images)
+    script = tmp_path / "builder.py"
+    script.write_text(BUILDER)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    torch.manual_seed(0)
-    session = sv.ModelSession(
-        torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, stride=4, padding=1)), "0", size=64, device="cpu"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(folder), str(store), str(Path(__file__).parent)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    for attempt, value in enumerate((1, 2, 3)):
-        proc = subprocess.Popen(
-            [sys.executable, str(script), str(path), str(value)], env=env, stdout=subprocess.PIPE, text=True
-        )
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        time.sleep(0.4 + 0.37 * attempt)  # somewhere inside one of the repeated saves
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        if not path.exists():
-            continue
-        loaded = Gallery.load(path, session)  # whatever is there is a complete gallery
-        assert len(loaded) == 400 and float(loaded.features(399)[0, 0, 0]) in (1.0, 2.0, 3.0)
-    assert path.exists()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list((store / "_versions").glob("*.manifest"))) >= 4:  # a few commits made: kill it mid-build
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the build finished before it could be killed"
+    session = _tiny_session()
+    partial = Gallery.open(store, session)
+    assert 4 <= len(partial) < 40  # what was committed is there and verified
+    resumed = Gallery.build(folder, session, store, progress=False)
+    assert (len(resumed), resumed.reused, resumed.embedded) == (40, len(partial), 40 - len(partial))
+    fresh = Gallery.build(folder, session, progress=False)
+    order = {s: k for k, s in enumerate(fresh.sources)}
+    for k, s in enumerate(resumed.sources):
+        torch.testing.assert_close(resumed.embeddings[k], fresh.embeddings[order[s]], rtol=1e-5, atol=1e-6)
+    q = images[5]
+    assert [(h.source, h.score) for h in resumed.search(q, k=5)] == [(h.source, h.score) for h in fresh.search(q, k=5)]
 
 
-def test_corrupt_and_mismatched_files(gallery: Gallery, resnet18_random: sv.ModelSession, tmp_path: Path) -> None:
-    path = gallery.save(tmp_path / "g.simvis")
-    data = path.read_bytes()
-    (tmp_path / "cut.simvis").write_bytes(data[: len(data) // 2])
-    with pytest.raises(GalleryError, match="truncated"):
-        Gallery.load(tmp_path / "cut.simvis", resnet18_random)
-    (tmp_path / "junk.simvis").write_bytes(b"PK\x03\x04 a zip, not a gallery")
-    with pytest.raises(GalleryError, match="not a simvis-widgets gallery file"):
-        Gallery.load(tmp_path / "junk.simvis", resnet18_random)
-    (tmp_path / "head.simvis").write_bytes(data[:8] + data[8:16] + b"{broken json" + data[40:200])
-    with pytest.raises(GalleryError, match="corrupt"):
-        Gallery.load(tmp_path / "head.simvis", resnet18_random)
-    other = sv.ModelSession(
-        resnet18_random.model, "layer4", pooling="gem", size=128, device="cpu", name=resnet18_random.name
+def test_ctrl_c_keeps_the_commits_made(views: sv.datasets.DemoViews, tmp_path: Path) -> None:
+    session = _tiny_session()
+    calls = {"n": 0}
+    real = session.batch_features
+
+    def interrupted(batch: list[np.ndarray]) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(batch)
+
+    session.batch_features = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        Gallery.build(views.images, session, tmp_path / "g", batch_size=2, commit_every=2, progress=False)
+    session.batch_features = real  # type: ignore[method-assign]
+    assert len(Gallery.open(tmp_path / "g", session, images=views.images)) == 6
+    resumed = Gallery.build(views.images, session, tmp_path / "g", batch_size=2, progress=False)
+    assert (resumed.reused, resumed.embedded, len(resumed)) == (6, len(views.images) - 6, len(views.images))
+
+
+def _data_file(store: Path) -> Path:
+    (data,) = (store / "data").glob("*.lance")
+    return data
+
+
+def _flip_bit_at(path: Path, needle: bytes, offset: int = 1) -> None:
+    data = bytearray(path.read_bytes())
+    at = data.find(needle)
+    assert at >= 0 and data.find(needle, at + 1) < 0, "the stored bytes to damage were not found exactly once"
+    data[at + offset] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_in_an_embedding_are_detected_when_opened(views: sv.datasets.DemoViews, tmp_path: Path) -> None:
+    session = _tiny_session()
+    built = Gallery.build(views.images[:6], session, tmp_path / "g", progress=False)
+    _flip_bit_at(_data_file(tmp_path / "g"), built.embeddings[3].numpy().astype("<f4").tobytes())
+    with pytest.raises(GalleryError, match=r"is corrupt: row 3 \(.*\) fails its checksum"):
+        Gallery.open(tmp_path / "g", session)
+
+
+def test_flipped_bytes_in_local_features_are_detected_before_a_map_is_drawn(
+    views: sv.datasets.DemoViews, tmp_path: Path
+) -> None:
+    session = _tiny_session()
+    built = Gallery.build(views.images[:6], session, tmp_path / "g", progress=False)
+    stored = np.ascontiguousarray(built.stored_features(2)).tobytes()
+    _flip_bit_at(_data_file(tmp_path / "g"), stored[:256], offset=101)
+    opened = Gallery.open(tmp_path / "g", session)  # embeddings are intact: it opens
+    with pytest.raises(GalleryError, match="local features of row 2 fail their checksum"):
+        opened.features(2)
+    with pytest.raises(GalleryError, match="fail their checksum"):
+        opened.search(views.images[2], k=6)  # every row is a hit: row 2's map cannot be drawn
+    assert len(opened.search(views.images[0], k=1)) == 1  # other rows still serve
+
+
+def test_rows_edited_into_other_valid_values_are_detected(views: sv.datasets.DemoViews, tmp_path: Path) -> None:
+    import lance
+
+    session = _tiny_session()
+    Gallery.build(views.images[:6], session, tmp_path / "g", progress=False)
+    dataset = lance.dataset(str(tmp_path / "g"))
+    dataset.update({"grid_h": "grid_h + 1"}, where="source = '4'")  # a well-formed commit with a wrong grid
+    with pytest.raises(GalleryError, match=r"row \d+ \('4'\) fails its checksum"):
+        Gallery.open(tmp_path / "g", session)
+
+
+def test_edited_metadata_and_stale_weights_are_refused_by_name(views: sv.datasets.DemoViews, tmp_path: Path) -> None:
+    import lance
+
+    session = _tiny_session()
+    Gallery.build(views.images[:4], session, tmp_path / "g", progress=False)
+    retrained = _tiny_session()
+    with torch.no_grad():
+        retrained.model[0].weight.mul_(1.01)  # same model name, other weights
+    stale = sv.ModelSession(retrained.model, "1", size=64, device="cpu", name="tiny")
+    with pytest.raises(GalleryError, match=r"another session \(weights: gallery '[0-9a-f]+' vs session '[0-9a-f]+'\)"):
+        Gallery.open(tmp_path / "g", stale)
+    dataset = lance.dataset(str(tmp_path / "g"))
+    metadata = dict(dataset.schema.metadata)
+    fingerprint = json.loads(metadata[b"simvis.fingerprint"])
+    fingerprint["size"] = 96
+    metadata[b"simvis.fingerprint"] = json.dumps(fingerprint).encode()
+    dataset.update_schema_metadata({k.decode(): v.decode() for k, v in metadata.items()}, replace=True)
+    with pytest.raises(GalleryError, match=r"another session \(size: gallery 96 vs session 64\)"):
+        Gallery.open(tmp_path / "g", session)
+    dataset.update_schema_metadata({"simvis.format": "2"})
+    with pytest.raises(GalleryError, match="format version 2; this library reads gallery format 3"):
+        Gallery.open(tmp_path / "g", session)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(GalleryError, match="no gallery at"):
+        Gallery.open(tmp_path / "plain", session)
+    with pytest.raises(GalleryError, match="path is empty"):
+        Gallery.open("", session)
+
+
+TRUNCATED = textwrap.dedent("""
+    import sys, os
+    sys.path.insert(0, sys.argv[2])
+    from test_gallery import _tiny_session
+    from simvis_widgets.datasets import demo_views
+    from simvis_widgets.gallery import Gallery, GalleryError
+    session = _tiny_session()
+    images = demo_views(1, short_side=96).images
+    gallery = Gallery.open(sys.argv[1], session)
+    (data,) = [os.path.join(sys.argv[1], "data", f) for f in os.listdir(os.path.join(sys.argv[1], "data"))]
+    os.truncate(data, os.path.getsize(data) // 3)  # another program cuts the file under the open gallery
+    try:
+        gallery.search(images[0], k=3)
+    except GalleryError as err:
+        print("GalleryError:", err)
+    else:
+        print("no error")
+""")
+
+
+def test_a_file_truncated_by_another_process_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    session = _tiny_session()
+    Gallery.build(sv.datasets.demo_views(1, short_side=96).images, session, tmp_path / "g", progress=False)
+    script = tmp_path / "reader.py"
+    script.write_text(TRUNCATED)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "g"), str(Path(__file__).parent)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    with pytest.raises(GalleryError, match=r"another session \(pooling: gallery 'avg' vs session 'gem'"):
-        Gallery.load(path, other)
-    with pytest.raises(GalleryError, match="does not exist"):
-        Gallery.load(tmp_path / "missing.simvis", resnet18_random)
+    assert done.returncode == 0, f"the reader died (code {done.returncode}): {done.stderr[-800:]}"
+    assert done.stdout.startswith("GalleryError: gallery '"), done.stdout + done.stderr[-800:]
 
 
 def test_unreadable_files_are_skipped_with_one_warning(
@@ -217,15 +355,15 @@ def test_a_cached_rebuild_warns_about_unreadable_files_once(
         Image.fromarray(views.images[i]).save(folder / f"ok{i}.jpg")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     with pytest.warns(UserWarning, match="broken.jpg"):
-        Gallery.build(folder, resnet18_random, cache_dir=cache, progress=False)
+        Gallery.build(folder, resnet18_random, cache, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second, cached rebuild says nothing about the same broken bytes
-        again = Gallery.build(folder, resnet18_random, cache_dir=cache, progress=False)
+        again = Gallery.build(folder, resnet18_random, cache, progress=False)
     assert len(again) == 3 and again.reused == 3 and again.embedded == 0
     assert [src for src, _ in again.unreadable.values()] == [str(folder / "broken.jpg")]
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff broken differently")  # other bytes: tried and reported again
     with pytest.warns(UserWarning, match="broken.jpg"):
-        Gallery.build(folder, resnet18_random, cache_dir=cache, progress=False)
+        Gallery.build(folder, resnet18_random, cache, progress=False)
     bars: list[tqdm] = []  # the progress bar counts embedded images, not unreadable files
     original_init = tqdm.__init__
 
@@ -283,16 +421,22 @@ def test_torch_dataset_source(resnet18_random: sv.ModelSession, views: sv.datase
     assert g.labels == views.groups[:4] and g.sources == [0, 1, 2, 3]
 
 
-def test_faiss_gives_the_same_scores(gallery: Gallery, views: sv.datasets.DemoViews) -> None:
+def test_another_index_over_the_keys_gives_the_same_hits(gallery: Gallery, views: sv.datasets.DemoViews) -> None:
+    from simvis_widgets.gallery.index import ArrayKeys, Int8Index
+
     mask = _region(views.images[2])
     exact = gallery.search(views.images[2], mask=mask, k=6)
-    gallery.use_index(FaissIndex(gallery.scoring_matrix()))
+    in_ram = ArrayKeys(gallery.keys.keys(np.arange(len(gallery))))
+    original = gallery.index
+    gallery.use_index(Int8Index.build(in_ram))
     try:
-        via_faiss = gallery.search(views.images[2], mask=mask, k=6)
+        again = gallery.search(views.images[2], mask=mask, k=6)
     finally:
-        gallery.use_index(ExactIndex(gallery.scoring_matrix()))  # the same scores from an explicit matrix
-    assert [h.index for h in via_faiss] == [h.index for h in exact]
-    np.testing.assert_allclose([h.score for h in via_faiss], [h.score for h in exact], rtol=1e-5)
+        gallery.use_index(original)
+    assert [h.index for h in again] == [h.index for h in exact]
+    np.testing.assert_allclose([h.score for h in again], [h.score for h in exact], rtol=1e-6)
+    with pytest.raises(GalleryError, match="needs a search"):
+        gallery.use_index(object())  # type: ignore[arg-type]
 
 
 def test_demo_gallery_is_labelled(resnet18_random: sv.ModelSession) -> None:
@@ -326,19 +470,9 @@ def test_a_head_with_bias_keeps_scores_exact(views: sv.datasets.DemoViews) -> No
     for hit in gallery.search(query, mask=mask, k=6):
         ex = session.explain(query, views.images[hit.index])
         assert hit.score == pytest.approx(ex.region_score("a", mask), rel=1e-5, abs=1e-7)
-    # The index (embeddings, inverse norms, bias) ranks exactly as the explicit scoring matrix does.
+    # The index ranks exactly as the explicit scoring matrix does (a region query's key has a trailing 0).
     q = torch.randn(8)
     explicit = gallery.scoring_matrix() @ q
-    values, order = gallery.index.search(q, 6)
-    torch.testing.assert_close(values, explicit[order], rtol=1e-5, atol=1e-6)
+    values, order = gallery.index.search(np.append(q.numpy(), np.float32(0)), 6)
+    torch.testing.assert_close(torch.from_numpy(values), explicit[order], rtol=1e-5, atol=1e-6)
     assert order.tolist() == torch.argsort(explicit, descending=True).tolist()
-
-
-def test_gallery_parts_must_line_up(gallery: Gallery) -> None:
-    from simvis_widgets.gallery import GalleryEntry
-
-    entries = [GalleryEntry(i, f"h{i}", None, (2, 2)) for i in range(3)]
-    with pytest.raises(GalleryError, match="3 entries but 2 embeddings"):
-        Gallery(gallery.session, entries, torch.rand(2, 512), [np.zeros((512, 2, 2), np.float16)] * 3)
-    with pytest.raises(GalleryError, match="2 images given for a gallery of 3"):
-        Gallery(gallery.session, entries, torch.rand(3, 512), [np.zeros((512, 2, 2), np.float16)] * 3, images=[1, 2])
