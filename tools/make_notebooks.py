@@ -129,12 +129,27 @@ def region_retrieval() -> nbformat.NotebookNode:
             "only for the top results, to draw where the region is matched."
         ),
         new_code_cell(
+            "import tempfile\n"
+            "from pathlib import Path\n\n"
             "import numpy as np\n"
             "import simvis_widgets as sv\n\n"
             "session = sv.ModelSession.from_pretrained('efficientnet_lite0', size=320)\n"
             "views = sv.datasets.demo_views(views_per_photo=5)   # 10 shipped photos x 5 realistic views\n"
-            "gallery = sv.Gallery.build(views.images, session, labels=views.groups)\n"
+            "path = Path(tempfile.mkdtemp()) / 'demo.lance'          # a Lance dataset: a local folder or an object-store URI\n"
+            "gallery = sv.Gallery.build(views.images, session, path, labels=views.groups)\n"
             "gallery"
+        ),
+        new_markdown_cell(
+            "The gallery is a Lance dataset, committed as the build goes: building again into the same path "
+            "embeds only what is missing or changed (a killed build resumes from its last commit), and "
+            "`Gallery.open(path, session)` reopens it -- refused, naming the fields, if it was built under "
+            "another model, weights, layer, pooling or size. Every row is checksummed and verified when read."
+        ),
+        new_code_cell(
+            "again = sv.Gallery.build(views.images, session, path, labels=views.groups)\n"
+            "print(f'reused {again.reused}, embedded {again.embedded}')\n"
+            "reopened = sv.Gallery.open(path, session, images=views.images)   # in-memory images: pass them to show them\n"
+            "assert reopened.labels == gallery.labels"
         ),
         new_markdown_cell(
             "## The explorer\n"
