@@ -476,3 +476,40 @@ def test_a_head_with_bias_keeps_scores_exact(views: sv.datasets.DemoViews) -> No
     values, order = gallery.index.search(np.append(q.numpy(), np.float32(0)), 6)
     torch.testing.assert_close(torch.from_numpy(values), explicit[order], rtol=1e-5, atol=1e-6)
     assert order.tolist() == torch.argsort(explicit, descending=True).tolist()
+
+
+def test_building_into_a_folder_that_is_not_a_gallery_touches_nothing(
+    views: sv.datasets.DemoViews, tmp_path: Path
+) -> None:
+    session = _tiny_session()
+    folder = tmp_path / "photos"
+    _write_pngs(folder, views.images[:2])
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(GalleryError, match="exists and is not a gallery"):
+        Gallery.build(folder, session, folder, progress=False)  # the source folder given as the path by mistake
+    assert sorted(p.name for p in folder.iterdir()) == before
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GalleryError, match="exists and is not a gallery"):
+        Gallery.build(views.images[:2], session, tmp_path / "file", progress=False)
+    (tmp_path / "empty").mkdir()
+    assert len(Gallery.build(views.images[:2], session, tmp_path / "empty", progress=False)) == 2
+
+
+@pytest.mark.parametrize(("value", "message"), [(float("nan"), "non-finite embedding"), (0.0, "all-zero embedding")])
+def test_embeddings_a_gallery_cannot_score_are_refused_before_any_commit(
+    views: sv.datasets.DemoViews, tmp_path: Path, value: float, message: str
+) -> None:
+    session = _tiny_session()
+    real = session.batch_features
+
+    def broken(batch: list[np.ndarray]) -> torch.Tensor:
+        out = real(batch)
+        if len(batch) == 1:
+            out = torch.full_like(out, value)
+        return out
+
+    session.batch_features = broken  # type: ignore[method-assign]
+    with pytest.raises(GalleryError, match=message):
+        Gallery.build(views.images[:3], session, tmp_path / "g", batch_size=2, commit_every=1, progress=False)
+    session.batch_features = real  # type: ignore[method-assign]
+    assert len(Gallery.open(tmp_path / "g", session, images=views.images)) == 2  # the good first batch was kept

@@ -201,9 +201,9 @@ class Gallery:
             _uri(path) if path is not None else str(Path(tempfile.mkdtemp(prefix="simvis-gallery-")) / "gallery.lance")
         )
         writer = GalleryWriter(uri, session.fingerprint(), session.channels, features)
+        policy = CommitPolicy(writer.commit, commit_every, commit_seconds)
         plan = _plan(sources, labels, writer.existing)
         writer.delete(plan.stale)
-        policy = CommitPolicy(writer.commit, commit_every, commit_seconds)
         if engine == "local":
             failed = run_local(
                 plan.todo,

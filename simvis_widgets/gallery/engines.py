@@ -101,6 +101,7 @@ def embed_group(group: Sequence[Loaded], session: ModelSession, store_features: 
             "(e.g. a layer before the last activation) or build with features='recompute'"
         )
     _, emb = pooled_embeddings(feats, session.pooling, session.p, session.head)
+    check_embeddings(emb, [loaded.item.source for loaded in group], session.normalize)
     rows = []
     for loaded, f, e in zip(group, feats, emb):
         item = loaded.item
@@ -118,6 +119,22 @@ def embed_group(group: Sequence[Loaded], session: ModelSession, store_features: 
             )
         )
     return rows
+
+
+def check_embeddings(embeddings: torch.Tensor, sources: Sequence[Any], normalize: bool) -> None:
+    """Refuse, before anything is committed, embeddings a gallery could not score: non-finite ones, and all-zero
+    ones under cosine similarity (undefined)."""
+    finite = torch.isfinite(embeddings).all(dim=1)
+    if not bool(finite.all()):
+        bad = sources[int((~finite).nonzero()[0])]
+        raise GalleryError(f"the network gives a non-finite embedding for {bad!r}; nothing of this batch was stored")
+    if normalize:
+        zero = embeddings.norm(dim=1) == 0
+        if bool(zero.any()):
+            bad = sources[int(zero.nonzero()[0])]
+            raise GalleryError(
+                f"the network gives an all-zero embedding for {bad!r}: cosine similarity is undefined for it"
+            )
 
 
 def embed_loaded(

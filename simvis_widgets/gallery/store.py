@@ -347,6 +347,11 @@ class GalleryWriter:
         self._schema: Any = None
         self._deferred: list[StoredRow] = []
         self.existing: GalleryStore | None = None
+        if "://" not in uri and os.path.exists(uri) and not GalleryStore.exists(uri):
+            if not os.path.isdir(uri) or os.listdir(uri):
+                raise GalleryError(
+                    f"'{uri}' exists and is not a gallery: build into a new path (nothing there is touched)"
+                )
         if GalleryStore.exists(uri):
             self.existing = GalleryStore.open(uri, fingerprint)
             if self.existing.info.features != features:
@@ -404,9 +409,11 @@ class GalleryWriter:
         """Delete the rows of ``keys`` (one commit)."""
         if not keys or not GalleryStore.exists(self.uri):
             return
-        quoted = ", ".join("'" + k.replace("'", "''") + "'" for k in keys)
         with lance_errors(self.uri, "deleting stale rows"):
-            _lance().dataset(self.uri).delete(f"key IN ({quoted})")
+            dataset = _lance().dataset(self.uri)
+            for start in range(0, len(keys), 1000):
+                quoted = ", ".join("'" + k.replace("'", "''") + "'" for k in keys[start : start + 1000])
+                dataset.delete(f"key IN ({quoted})")
 
 
 def write_fragments(rows: Sequence[StoredRow], uri: str, table_schema: Any) -> list[dict[str, Any]]:
