@@ -21,14 +21,21 @@ def scoring_keys(embeddings: np.ndarray, bias: np.ndarray | None, normalize: boo
     """``(n, D + 1)`` float32 keys of ``(n, D)`` embeddings."""
     e = np.asarray(embeddings, dtype=np.float32)
     if normalize:
-        norms = np.linalg.norm(e.astype(np.float64), axis=1)
+        norms = np.sqrt(np.einsum("ij,ij->i", e, e, dtype=np.float32))
         if (norms == 0).any():
             raise GalleryError("a gallery image has an all-zero embedding: cosine similarity is undefined")
-        s = (1.0 / norms).astype(np.float32)
+        s = (np.float32(1) / norms).astype(np.float32)
     else:
         s = np.ones(len(e), np.float32)
-    g = e - bias.astype(np.float32) if bias is not None else e
-    return np.concatenate([g * s[:, None], s[:, None]], axis=1)
+    out = np.empty((len(e), e.shape[1] + 1), np.float32)
+    body = out[:, :-1]
+    if bias is not None:
+        np.subtract(e, bias.astype(np.float32), out=body)
+        np.multiply(body, s[:, None], out=body)
+    else:
+        np.multiply(e, s[:, None], out=body)
+    out[:, -1] = s
+    return out
 
 
 def region_key_query(q: np.ndarray, scale: float) -> np.ndarray:

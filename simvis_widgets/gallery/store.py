@@ -85,12 +85,11 @@ def lance_errors(uri: str, doing: str) -> Iterator[None]:
         raise GalleryError(f"gallery '{uri}': {doing} failed: {first}") from err
 
 
-def row_checksum(meta: Sequence[Any], embedding: bytes | None) -> int:
-    """CRC-32 of a row's facts (``META_COLUMNS`` order, each length-prefixed) and its embedding bytes."""
-    crc = 0
-    for value in meta:
-        part = b"\x00" if value is None else b"\x01" + str(value).encode()
-        crc = zlib.crc32(len(part).to_bytes(4, "little") + part, crc)
+def row_checksum(meta: Sequence[Any], embedding: Any) -> int:
+    """CRC-32 of a row's facts (``META_COLUMNS`` order; each None or a string with its length) and its embedding
+    bytes (any buffer: bytes or a contiguous little-endian float32 array; None for an error row)."""
+    text = "".join("\x00" if v is None else f"\x01{len(str(v))}:{v}" for v in meta)
+    crc = zlib.crc32(text.encode())
     return zlib.crc32(embedding if embedding is not None else b"\x00", crc)
 
 
@@ -170,7 +169,7 @@ def rows_to_table(rows: Sequence[StoredRow], table_schema: Any) -> Any:
         meta = _meta_values(row)
         for name, value in zip(META_COLUMNS, meta):
             columns[name].append(value)
-        emb_bytes = None
+        emb_bytes: np.ndarray | None = None
         if row.embedding is not None:
             if row.embedding.shape != (dim,):
                 raise GalleryError(
@@ -178,7 +177,7 @@ def rows_to_table(rows: Sequence[StoredRow], table_schema: Any) -> Any:
                 )
             embeddings[i] = row.embedding
             valid[i] = True
-            emb_bytes = embeddings[i].astype("<f4").tobytes()
+            emb_bytes = embeddings[i].astype("<f4")
         checksums.append(row_checksum(meta, emb_bytes))
         if row.features is not None:
             data = np.ascontiguousarray(row.features, dtype="<f2").tobytes()
@@ -322,11 +321,10 @@ class GalleryStore:
         embeddings = np.zeros((n, dim), np.float32)
         embeddings[valid] = np.asarray(flat, np.float32).reshape(-1, dim)
         facts = [table.column(name).to_pylist() for name in META_COLUMNS]
-        stored = table.column("checksum").to_numpy()
-        for i in range(n):
-            meta = [column[i] for column in facts]
-            crc = row_checksum(meta, embeddings[i].astype("<f4").tobytes() if valid[i] else None)
-            if crc != int(stored[i]):
+        stored = table.column("checksum").to_pylist()
+        little = embeddings if embeddings.dtype.byteorder in "=<|" and np.little_endian else embeddings.astype("<f4")
+        for i, meta in enumerate(zip(*facts)):
+            if row_checksum(meta, little[i] if valid[i] else None) != stored[i]:
                 where = int(rows) + i if isinstance(rows, int) else int(rows[i])
                 raise GalleryError(
                     f"gallery '{self.uri}' is corrupt: row {where} ({meta[1]!r}) fails its checksum (the data changed "
