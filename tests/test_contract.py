@@ -188,11 +188,16 @@ def test_gallery_refuses_a_session_with_other_weights(photos: dict, tmp_path: Pa
     torch.manual_seed(1)
     impostor = sv.ModelSession.from_pretrained("resnet18", pretrained=False, size=64, device="cpu")
     images = [photos["chelsea"], photos["coffee"], photos["astronaut"]]
-    gallery = sv.Gallery.build(images, builder, progress=False)
-    path = gallery.save(tmp_path / "g.simvis")
-    with pytest.raises(sv.GalleryError, match="weights"):
-        sv.Gallery.load(path, impostor)
-    assert len(sv.Gallery.load(path, builder)) == 3
+    gallery = sv.Gallery.build(images, builder, tmp_path / "g", progress=False)
+    with pytest.raises(sv.GalleryError) as err:
+        sv.Gallery.open(tmp_path / "g", impostor)
+    expected = f"(weights: gallery '{builder.weights_digest}' vs session '{impostor.weights_digest}')"
+    assert "was built with another session " + expected in str(err.value)  # the only field that differs
+    with pytest.raises(sv.GalleryError, match="weights: gallery"):
+        sv.Gallery.build(images, impostor, tmp_path / "g", progress=False)  # nor is it built into
+    opened = sv.Gallery.open(tmp_path / "g", builder)
+    assert len(opened) == 3 and opened.store.version == gallery.store.version
+    torch.testing.assert_close(opened.embeddings, gallery.embeddings, rtol=0, atol=0)
 
 
 def test_snapshots_live_with_the_session_and_copy_like(resnet18_random: sv.ModelSession, tmp_path: Path) -> None:

@@ -1,24 +1,28 @@
 """Gallery with a tiny network (milliseconds per image): exact scores for every kind of query and similarity,
-region weights at their limits, the file format byte by byte, every refusal with its words, and the cache.
-Quick enough to run for every mutant of gallery.py."""
+region weights at their limits, the exact int8 index against a brute-force scan, the Lance dataset column by
+column, every refusal with its words, rebuilding into an existing path, and integrity checks on the stored rows.
+Quick enough to run for every mutant of the gallery package."""
 
 from __future__ import annotations
 
 import json
 import os
-import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import simvis_widgets as sv
-from simvis_widgets import gallery as gallery_module
 from simvis_widgets._io import file_digest
-from simvis_widgets.gallery import MAGIC, ExactIndex, FaissIndex, Gallery, GalleryEntry, GalleryError, list_images
+from simvis_widgets.gallery import Gallery, GalleryError, list_images
+from simvis_widgets.gallery.index import ArrayKeys, Int8Index
+from simvis_widgets.gallery.sources import gallery_sources
 
 
 def _net() -> torch.nn.Module:
@@ -248,64 +252,237 @@ def test_query_weights_refusals(gallery: Gallery, region: dict, message: str) ->
 
 
 # ------------------------------------------------------------------------------------------------------
-# Scoring matrix and indexes
+# Scoring matrix and keys
 # ------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["cosine", "dot", "bias-cosine", "bias-dot"])
-def test_scoring_matrix(name: str) -> None:
+def test_scoring_matrix_and_keys(name: str) -> None:
     session = SESSIONS[name]()
     g = Gallery.build(IMAGES[:3], session, progress=False)
     e = g.embeddings
-    c = session.head.bias if session.head is not None else torch.zeros(e.shape[1])
+    c = session.head.bias.detach() if session.head is not None else torch.zeros(e.shape[1])
     expected = e - c
-    if session.normalize:
-        expected = expected / e.norm(dim=1, keepdim=True)
+    s = 1 / e.norm(dim=1) if session.normalize else torch.ones(len(e))
+    expected = expected * s[:, None]
     matrix = g.scoring_matrix()
     torch.testing.assert_close(matrix, expected)
     matrix += 1  # a new tensor: the gallery is untouched
     torch.testing.assert_close(g.scoring_matrix(), expected)
-    q = torch.randn(e.shape[1], generator=torch.Generator().manual_seed(0))
-    values, order = g.index.search(q, 3)
-    torch.testing.assert_close(values, (expected @ q)[order])
-    assert order.tolist() == torch.argsort(expected @ q, descending=True).tolist()
+    keys = g.keys.keys(np.arange(3))  # key = [(e - c) s, s]
+    assert keys.dtype == np.float32 and keys.shape == (3, e.shape[1] + 1) and g.keys.dim == e.shape[1] + 1
+    torch.testing.assert_close(torch.from_numpy(keys), torch.cat([expected, s[:, None]], dim=1))
+    q = np.random.default_rng(0).standard_normal(e.shape[1]).astype(np.float32)
+    values, order = g.index.search(np.append(q, np.float32(0)), 3)  # a region query: [q, 0]
+    oracle = expected.double().numpy() @ q.astype(np.float64)
+    assert order.tolist() == np.argsort(-oracle).tolist() and values.dtype == np.float32
+    np.testing.assert_allclose(values, oracle[order], rtol=1e-5, atol=1e-7)
 
 
-def test_exact_index() -> None:
-    m = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
-    q = torch.tensor([1.0, 3.0], dtype=torch.float64)
-    values, order = ExactIndex(m).search(q, 3)
-    assert order.tolist() == [1, 2, 0] and values.tolist() == [6.0, 4.0, 1.0] and values.dtype == torch.float32
-    values, order = ExactIndex(m, torch.tensor([1.0, 0.5, 0.1])).search(q, 2)
-    assert order.tolist() == [1, 0] and values.tolist() == pytest.approx([3.0, 1.0])
-    values, order = ExactIndex(m, None, torch.tensor([1.0, 0.0])).search(q, 3)  # scores - <bias, q> = - 1
-    assert order.tolist() == [1, 2, 0] and values.tolist() == [5.0, 3.0, 0.0]
-    values, _ = ExactIndex(m, torch.tensor([2.0, 2.0, 2.0]), torch.tensor([1.0, 0.0])).search(q, 1)
-    assert values.tolist() == [10.0]
+def test_another_index_gives_the_same_hits(gallery: Gallery) -> None:
+    class BruteForce:  # any object with search(query, k, exclude): a numpy float64 scan of the keys
+        def __init__(self, keys: np.ndarray) -> None:
+            self.keys, self.calls = keys.astype(np.float64), 0
 
+        def search(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple:
+            self.calls += 1
+            scores = self.keys @ np.asarray(query, np.float64)
+            if exclude is not None and len(exclude):
+                scores[exclude] = -np.inf
+            order = np.argsort(-scores, kind="stable")[: min(k, int(np.isfinite(scores).sum()))]
+            return scores[order].astype(np.float32), order
 
-def test_faiss_index_scores_as_the_exact_index(gallery: Gallery) -> None:
-    pytest.importorskip("faiss")
-    exact = gallery.search(QUERY, k=5)
-    gallery.use_index(FaissIndex(gallery.scoring_matrix()))
+    mask = np.zeros(QUERY.shape[:2])
+    mask[10:40, 5:30] = 1
+    exact = gallery.search(QUERY, mask=mask, k=5)
+    original = gallery.index
+    brute = BruteForce(gallery.keys.keys(np.arange(len(gallery))))
+    gallery.use_index(brute)
     try:
-        fast = gallery.search(QUERY, k=5)
+        again = gallery.search(QUERY, mask=mask, k=5)
+        assert gallery.index is brute and brute.calls == 1
+        others = gallery.search(IMAGES[1], k=5, exclude_self=True)  # the exclusion reaches the other index
+        assert brute.calls == 2 and len(others) == 4 and 1 not in {h.index for h in others}
     finally:
-        gallery.use_index(ExactIndex(gallery.embeddings, 1 / gallery.embeddings.norm(dim=1)))
-    assert [h.index for h in fast] == [h.index for h in exact]
-    assert [h.score for h in fast] == pytest.approx([h.score for h in exact], rel=1e-5)
-    values, order = FaissIndex(torch.tensor([[1.0, 0.0], [0.0, 2.0]])).search(torch.tensor([1.0, 1.0]), 2)
-    assert order.dtype == torch.int64 and order.tolist() == [1, 0] and values.tolist() == [2.0, 1.0]
-
-
-def test_a_zero_embedding_cannot_join_a_cosine_gallery(session: sv.ModelSession) -> None:
-    entries = [GalleryEntry(i, f"h{i}", None, (1, 1)) for i in range(2)]
-    features = [np.zeros((12, 1, 1), np.float16)] * 2
+        gallery.use_index(original)
+    assert [h.index for h in again] == [h.index for h in exact]
+    np.testing.assert_allclose([h.score for h in again], [h.score for h in exact], rtol=1e-6, atol=1e-7)
+    for a, b in zip(again, exact):
+        torch.testing.assert_close(a.map, b.map)
     with pytest.raises(GalleryError) as err:
-        Gallery(session, entries, torch.tensor([[1.0] * 12, [0.0] * 12]), features)
-    assert str(err.value) == "a gallery image has an all-zero embedding: cosine similarity is undefined"
-    dot = Gallery(_session(normalize=False), entries, torch.tensor([[1.0] * 12, [0.0] * 12]), features)
-    assert len(dot) == 2
+        gallery.use_index(object())  # type: ignore[arg-type]
+    assert str(err.value) == "an index needs a search(query, k, exclude) method; got object"
+    assert gallery.index is original
+
+
+class _Gate(torch.nn.Module):
+    """All-zero features for dark images (the ReLU cuts a positive-weight, zero-bias convolution of the
+    normalised input, negative for black pixels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 16, stride=16)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0 / 768)
+            self.conv.bias.zero_()
+        self.out = torch.nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.conv(x))
+
+
+def test_a_zero_embedding_cannot_join_a_cosine_gallery() -> None:
+    black, white = np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 255, np.uint8)
+    cosine = sv.ModelSession(_Gate(), "out", size=64, device="cpu")
+    assert float(cosine.features(black).abs().max()) == 0 and float(cosine.features(white).abs().max()) > 0
+    with pytest.raises(GalleryError) as err:
+        Gallery.build([white, black], cosine, progress=False)
+    assert "all-zero embedding" in str(err.value) and "cosine similarity is undefined" in str(err.value)
+    dot = Gallery.build([white, black], cosine.variant(normalize=False), progress=False)
+    assert len(dot) == 2 and float(dot.embeddings[1].abs().max()) == 0
+
+
+# ------------------------------------------------------------------------------------------------------
+# The int8 index against a brute-force scan
+# ------------------------------------------------------------------------------------------------------
+
+
+def _tolerance(keys: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """How far a float32 dot product of each row with ``q`` may lie from the exact value: (D + 2) roundings of
+    the relative kind and as many of the absolute (subnormal) kind."""
+    d = keys.shape[1]
+    norms = np.linalg.norm(keys.astype(np.float64), axis=1) * np.linalg.norm(q.astype(np.float64))
+    return (d + 2) * (2.0**-23 * norms + 2.0**-149)
+
+
+def _check_search(keys: np.ndarray, q: np.ndarray, k: int, exclude: list[int] | None = None) -> tuple:
+    """Search ``keys`` with an Int8Index and check the answer against float64 and float32 brute force."""
+    keys, q = keys.astype(np.float32), q.astype(np.float32)
+    index = Int8Index.build(ArrayKeys(keys), rows_per_block=7)  # several blocks
+    exact = keys.astype(np.float64) @ q.astype(np.float64)
+    with np.errstate(all="ignore"):
+        single = keys @ q  # float32, as the gallery reports
+    tol = _tolerance(keys, q)
+    upper = index.upper_bounds(q)
+    assert upper.shape == (len(keys),)
+    assert (upper >= exact).all(), np.flatnonzero(upper < exact)
+    assert (upper >= single).all(), [(int(i), upper[i], single[i]) for i in np.flatnonzero(upper < single)]
+    scores, rows = index.search(q, k, exclude=None if exclude is None else np.asarray(exclude, np.int64))
+    excluded = set(exclude or [])
+    eligible = [r for r in range(len(keys)) if r not in excluded]
+    assert scores.dtype == np.float32 and rows.dtype == np.int64
+    assert len(rows) == len(scores) == min(max(k, 0), len(eligible))
+    assert len(set(rows.tolist())) == len(rows) and not excluded & set(rows.tolist())
+    assert (np.diff(scores.astype(np.float64)) <= 0).all()  # best first
+    assert (np.abs(scores.astype(np.float64) - exact[rows]) <= tol[rows]).all()  # the float32 scores
+    left = np.setdiff1d(eligible, rows)
+    if len(rows) and len(left):  # nothing left out scores above the worst returned row
+        worst = int(np.argmin(scores))
+        assert (exact[left] - tol[left] <= float(scores[worst]) + tol[rows[worst]]).all()
+    for a, b in zip(range(len(rows) - 1), range(1, len(rows))):  # ties: the lower row first
+        if scores[a] == scores[b]:
+            assert rows[a] < rows[b]
+    return scores, rows, exact
+
+
+def test_int8_index_is_the_brute_force_top_k() -> None:
+    rng = np.random.default_rng(7)
+    keys = rng.standard_normal((300, 33)).astype(np.float32)
+    keys[:, -1] = np.abs(keys[:, -1])
+    for _ in range(6):
+        q = rng.standard_normal(33).astype(np.float32)
+        for k in (1, 5, 40, 300):
+            scores, rows, exact = _check_search(keys, q, k)
+            assert rows.tolist() == np.argsort(-exact, kind="stable")[:k].tolist()  # no near ties here
+            np.testing.assert_allclose(scores, (keys @ q)[rows], rtol=2e-6, atol=1e-6)
+
+
+def test_int8_index_scores_are_the_float32_scores_exactly() -> None:
+    """Small integers: every float32 product and sum is exact, so the scores are ``keys @ q`` bit for bit."""
+    rng = np.random.default_rng(3)
+    keys = rng.integers(-60, 61, (120, 9)).astype(np.float32)
+    q = rng.integers(-9, 10, 9).astype(np.float32)
+    scores, rows, _ = _check_search(keys, q, 120)
+    np.testing.assert_array_equal(scores, (keys @ q)[rows])
+    assert sorted(rows.tolist()) == list(range(120))
+    m = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], np.float32)
+    scores, rows = Int8Index.build(ArrayKeys(m)).search(np.array([1.0, 3.0]), 3)  # a float64 query
+    assert rows.tolist() == [1, 2, 0] and scores.tolist() == [6.0, 4.0, 1.0] and scores.dtype == np.float32
+
+
+def test_int8_index_on_adversarial_keys() -> None:
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal((60, 8)).astype(np.float32)
+    q = rng.standard_normal(8).astype(np.float32)
+    ties = np.repeat(base[:3], 20, axis=0)  # three distinct rows, twenty copies each
+    scores, rows, _ = _check_search(ties, q, 25)
+    best = int(np.argmax(base[:3] @ q))
+    assert rows[:20].tolist() == list(range(20 * best, 20 * best + 20))  # equal scores: lower rows first
+    spread = base * (10.0 ** rng.uniform(-18, 18, (60, 1))).astype(np.float32)  # rows of very different sizes
+    _check_search(spread, q, 10)
+    _check_search(spread, q * np.float32(1e-17), 10)  # huge keys, tiny query: products still finite
+    peaked = base.copy()
+    peaked[:, 0] *= np.float32(1e6)  # one huge value per row: int8 codes of the rest round to zero
+    _check_search(peaked, q, 10)
+    _check_search(base, np.zeros(8, np.float32), 5)  # every score is 0: the first five rows
+    assert _check_search(base, np.zeros(8, np.float32), 5)[1].tolist() == [0, 1, 2, 3, 4]
+    zero_rows = base.copy()
+    zero_rows[::2] = 0
+    _check_search(zero_rows, q, 60)
+    _check_search(base, q, 500)  # k > n: every row
+    _check_search(base, q, 10, exclude=list(range(0, 60, 3)))
+    assert len(_check_search(base[:4], q, 3, exclude=[0, 1, 2, 3])[1]) == 0  # everything excluded
+    _check_search(np.zeros((0, 8), np.float32), q, 3)  # an empty index
+
+
+def test_int8_index_bounds_tiny_scores() -> None:
+    """Products below float32's smallest normal number round to a subnormal grid (steps of 1.4e-45): the bound
+    must cover that absolute rounding too, or the float32 score of a row exceeds its "upper bound"."""
+    keys = np.array([[1e-23, 1e-23], [2.05e-23, 0.0], [1.0, 1.0]], np.float32)
+    q = np.array([1e-22, 1e-22], np.float32)
+    _check_search(keys, q, 2)
+
+
+def test_int8_index_refusals() -> None:
+    index = Int8Index.build(ArrayKeys(np.ones((4, 3), np.float32)))
+    with pytest.raises(GalleryError) as err:
+        index.search(np.ones(4, np.float32), 2)
+    assert str(err.value) == "query has shape (4,); the index's keys have (3,)"
+    with pytest.raises(GalleryError, match="query vector is not finite"):
+        index.search(np.array([1.0, np.nan, 0.0]), 2)
+    with pytest.raises(GalleryError, match=r"keys must be \(rows, dim\), got shape \(3,\)"):
+        ArrayKeys(np.ones(3, np.float32))
+    assert index.nbytes >= 4 * 3 and len(index.search(np.ones(3), 0)[1]) == 0
+
+
+@st.composite
+def _adversarial(draw: st.DrawFn) -> tuple:
+    n, d = draw(st.integers(1, 70)), draw(st.integers(1, 12))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    keys = rng.standard_normal((n, d))
+    if draw(st.booleans()):  # integer-valued keys: many exact ties
+        keys = np.round(keys * 2)
+    if draw(st.booleans()):  # duplicated rows
+        keys = keys[rng.integers(0, max(1, n // 3), n)]
+    if draw(st.booleans()):  # rows of wildly different magnitudes
+        keys = keys * 10.0 ** rng.uniform(-22, 17, (n, 1))  # float32 squares under- and overflow out there
+    if draw(st.booleans()):  # sparse rows, some all zero
+        keys = keys * (rng.random((n, d)) < 0.3)
+    q = rng.standard_normal(d) * 10.0 ** draw(st.integers(-22, 17))  # products from 1e-44 (subnormal) to 1e34
+    if draw(st.booleans()):
+        q = np.round(q)  # may be all zero
+    k = draw(st.integers(1, n + 3))
+    exclude = sorted(set(rng.integers(0, n, draw(st.integers(0, n))).tolist()))
+    return keys.astype(np.float32), q.astype(np.float32), k, exclude
+
+
+@settings(max_examples=100, deadline=None)
+@given(_adversarial())
+def test_int8_index_property(case: tuple) -> None:
+    """For any keys and query: upper bounds above every score, the top-k of a brute-force scan (up to float32
+    rounding of near ties), scores within float32 rounding of the exact dot products."""
+    keys, q, k, exclude = case
+    _check_search(keys, q, k, exclude or None)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -315,7 +492,8 @@ def test_a_zero_embedding_cannot_join_a_cosine_gallery(session: sv.ModelSession)
 
 def test_accessors(gallery: Gallery, session: sv.ModelSession) -> None:
     assert len(gallery) == 5 and gallery.sources == [0, 1, 2, 3, 4] and gallery.labels == list("abcde")
-    assert repr(gallery) == f"Gallery(5 images, {session.name!r}, dim=12)"
+    assert repr(gallery) == f"Gallery(5 images, {session.name!r}, '{gallery.path}', features='store')"
+    assert gallery.features_mode == "store" and gallery.store.info.dim == 12 and Path(gallery.path).is_dir()
     assert [gallery.grid(i) for i in range(5)] == [(4, 4), (4, 6), (6, 4), (4, 4), (4, 6)]
     assert [e.grid for e in gallery.entries] == [gallery.grid(i) for i in range(5)]
     assert isinstance(gallery.entries, tuple) and gallery.entries[1].label == "b"
@@ -353,24 +531,6 @@ def test_explain_uses_the_stored_features(gallery: Gallery, session: sv.ModelSes
     assert ex.model_name == session.name
     with pytest.raises(GalleryError, match="gallery index must be an integer"):
         gallery.explain(QUERY, 9)
-
-
-def test_gallery_parts_must_line_up(session: sv.ModelSession) -> None:
-    entries = [GalleryEntry(i, f"h{i}", None, (1, 1)) for i in range(3)]
-    feats = [np.ones((12, 1, 1), np.float16)] * 3
-    with pytest.raises(GalleryError) as err:
-        Gallery(session, entries, torch.rand(2, 12), feats)
-    assert str(err.value) == "3 entries but 2 embeddings and 3 feature maps"
-    with pytest.raises(GalleryError, match="3 entries but 3 embeddings and 2 feature maps"):
-        Gallery(session, entries, torch.rand(3, 12), feats[:2])
-    with pytest.raises(GalleryError) as err:
-        Gallery(session, entries, torch.rand(3, 12), feats, images=[1, 2])
-    assert str(err.value) == "2 images given for a gallery of 3"
-    g = Gallery(session, entries, torch.rand(3, 12, dtype=torch.float64) + 0.1, feats)
-    assert g.embeddings.dtype == torch.float32 and g.embedded == 3 and g.reused == 0 and g.unreadable == {}
-    with pytest.raises(GalleryError) as err:
-        g.image(1)
-    assert str(err.value) == "gallery image 1 was an in-memory image: pass images=... to Gallery.load to show it"
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -433,10 +593,21 @@ def test_bad_build_arguments(session: sv.ModelSession, tmp_path: Path) -> None:
     for size in (0, -3):
         with pytest.raises(GalleryError) as err:
             Gallery.build(IMAGES[:2], session, batch_size=size, progress=False)
-        assert str(err.value) == f"batch_size must be >= 1, got {size}"
+        assert str(err.value) == f"batch_size must be a positive integer, got {size}"
     with pytest.raises(GalleryError) as err:
         Gallery.build(IMAGES[:2], session, labels=["x"], progress=False)
     assert str(err.value) == "1 labels for 2 images"
+    for option, message in (
+        ({"engine": "spark"}, "engine must be one of ('local', 'ray'), got 'spark'"),
+        ({"features": "float16"}, "features must be one of ('store', 'recompute'), got 'float16'"),
+        ({"commit_every": 0}, "commit_every must be a positive integer, got 0"),
+        ({"commit_seconds": 0.0}, "commit_seconds must be > 0, got 0.0"),
+        ({"batch_size": 2.0}, "batch_size must be a positive integer, got 2.0"),
+    ):
+        with pytest.raises(GalleryError) as err:
+            Gallery.build(IMAGES[:2], session, tmp_path / "refused", progress=False, **option)
+        assert str(err.value) == message
+    assert not (tmp_path / "refused").exists()  # refused before anything was written
 
 
 def test_approximate_sessions_are_refused(session: sv.ModelSession, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -502,253 +673,375 @@ def test_unreadable_files_are_skipped_and_remembered(session: sv.ModelSession, t
 
 
 # ------------------------------------------------------------------------------------------------------
-# The file format
+# The Lance dataset
 # ------------------------------------------------------------------------------------------------------
 
 
-def _header(path: Path) -> tuple[dict, int]:
-    data = path.read_bytes()
-    assert data[:8] == MAGIC
-    (length,) = struct.unpack("<Q", data[8:16])
-    return json.loads(data[16 : 16 + length]), len(data)
-
-
-def test_file_layout(gallery: Gallery, session: sv.ModelSession, tmp_path: Path) -> None:
-    path = gallery.save(tmp_path / "g.simvis")
-    assert path == tmp_path / "g.simvis"
-    header, size = _header(path)
-    assert header["format"] == "simvis-widgets gallery" and header["version"] == 2
-    assert header["session"] == session.fingerprint() and header["count"] == 5 and header["dim"] == 12
-    assert header["embeddings_at"] % 64 == 0 and header["features_at"] % 64 == 0
-    assert header["embeddings_at"] >= 16 + len(json.dumps(header))
-    assert header["features_at"] >= header["embeddings_at"] + 5 * 12 * 4
-    sizes = [12 * h * w for h, w in (gallery.grid(i) for i in range(5))]
-    assert [e["feature_offset"] for e in header["entries"]] == list(np.cumsum([0] + sizes[:-1]))
-    assert header["feature_total"] == sum(sizes) and size == header["features_at"] + 2 * sum(sizes)
-    assert [e["grid"] for e in header["entries"]] == [list(gallery.grid(i)) for i in range(5)]
-    assert [e["label"] for e in header["entries"]] == list("abcde") and header["unreadable"] == []
-    raw = path.read_bytes()
-    emb = np.frombuffer(raw[header["embeddings_at"] : header["embeddings_at"] + 5 * 12 * 4], "<f4").reshape(5, 12)
-    np.testing.assert_array_equal(emb, gallery.embeddings.numpy())
-    start = header["features_at"] + 2 * header["entries"][2]["feature_offset"]
-    third = np.frombuffer(raw[start : start + 2 * sizes[2]], "<f2").reshape(12, 6, 4)
-    np.testing.assert_array_equal(third, gallery.stored_features(2))
-
-
-@pytest.mark.parametrize("mmap", [True, False])
-def test_round_trip(gallery: Gallery, session: sv.ModelSession, tmp_path: Path, mmap: bool) -> None:
-    path = gallery.save(tmp_path / "g.simvis")
-    loaded = Gallery.load(path, session, mmap=mmap)
-    assert isinstance(loaded.stored_features(0), np.memmap) == mmap
-    assert loaded.labels == gallery.labels and loaded.sources == gallery.sources
-    assert [loaded.grid(i) for i in range(5)] == [gallery.grid(i) for i in range(5)]
-    torch.testing.assert_close(loaded.embeddings, gallery.embeddings, rtol=0, atol=0)
+def test_open_round_trip(session: sv.ModelSession, tmp_path: Path) -> None:
+    built = Gallery.build(IMAGES, session, tmp_path / "g", labels=list("abcde"), progress=False)
+    opened = Gallery.open(tmp_path / "g", session)
+    assert opened.path == built.path == str(tmp_path / "g") and len(opened) == len(built) == 5
+    assert opened.labels == built.labels == list("abcde") and opened.sources == built.sources == [0, 1, 2, 3, 4]
+    assert opened.entries == built.entries and opened.store.version == built.store.version == 1
+    torch.testing.assert_close(opened.embeddings, built.embeddings, rtol=0, atol=0)
+    torch.testing.assert_close(opened.scoring_matrix(), built.scoring_matrix(), rtol=0, atol=0)
     for i in range(5):
-        np.testing.assert_array_equal(loaded.stored_features(i), gallery.stored_features(i))
-    a, b = gallery.search(QUERY, k=5), loaded.search(QUERY, k=5)
-    assert [(h.index, h.score) for h in a] == [(h.index, h.score) for h in b]
-    with pytest.raises(GalleryError, match="in-memory image"):
-        loaded.image(0)
-    with_images = Gallery.load(path, session, images=IMAGES)
-    np.testing.assert_array_equal(with_images.image(3), IMAGES[3])
+        np.testing.assert_array_equal(opened.stored_features(i), built.stored_features(i))
+    mask = np.zeros(QUERY.shape[:2])
+    mask[5:40, 10:50] = 1
+    for region in ({}, {"mask": mask}, {"point": (20.0, 30.0)}):
+        a, b = built.search(QUERY, k=5, **region), opened.search(QUERY, k=5, **region)
+        assert [(h.index, h.score, h.source, h.label) for h in a] == [(h.index, h.score, h.source, h.label) for h in b]
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x.map, y.map, rtol=0, atol=0)
     with pytest.raises(GalleryError) as err:
-        Gallery.load(path, session, images=IMAGES[:2])
-    assert str(err.value) == "2 images given for a gallery of 5"
-
-
-def test_labels_and_unreadable_files_survive_a_round_trip(session: sv.ModelSession, tmp_path: Path) -> None:
-    entries = [GalleryEntry(0, "h0", None, (1, 1), ("tuple", 1)), GalleryEntry("x.png", "h1", "f1", (1, 1), 2.5)]
-    g = Gallery(
-        session,
-        entries,
-        torch.rand(2, 12) + 0.1,
-        [np.ones((12, 1, 1), np.float16)] * 2,
-        unreadable={"abc": ("bad.png", "broken")},
-    )
-    loaded = Gallery.load(g.save(tmp_path / "g.simvis"), session)
-    assert loaded.labels == ["('tuple', 1)", 2.5] and loaded.sources == [0, "x.png"]
-    assert loaded.entries[1].file_hash == "f1" and loaded.entries[0].pixel_hash == "h0"
-    assert loaded.unreadable == {"abc": ("bad.png", "broken")}
-
-
-def test_save_needs_an_existing_folder(gallery: Gallery, tmp_path: Path) -> None:
+        opened.image(0)
+    assert str(err.value) == "gallery image 0 was an in-memory image: pass images=... to Gallery.open to show it"
+    np.testing.assert_array_equal(Gallery.open(tmp_path / "g", session, images=IMAGES).image(3), IMAGES[3])
+    short = Gallery.open(tmp_path / "g", session, images=IMAGES[:2])
+    np.testing.assert_array_equal(short.image(1), IMAGES[1])
     with pytest.raises(GalleryError) as err:
-        gallery.save(tmp_path / "no" / "g.simvis")
-    assert (
-        str(err.value) == f"cannot save to '{tmp_path / 'no' / 'g.simvis'}': folder '{tmp_path / 'no'}' does not exist"
-    )
+        short.image(3)
+    assert str(err.value) == "gallery image 3 was image 3 of the build's list; images= has 2"
 
 
-def test_load_refusals(gallery: Gallery, session: sv.ModelSession, tmp_path: Path) -> None:
-    path = gallery.save(tmp_path / "g.simvis")
-    data = path.read_bytes()
-    header, _ = _header(path)
+FACTS = ["key", "source", "in_memory", "label", "pixel_hash", "file_hash", "grid_h", "grid_w", "error"]
 
-    def refused(raw: bytes | None, start: str, name: str = "bad.simvis", other: sv.ModelSession = session) -> None:
-        f = tmp_path / name
-        if raw is not None:
-            f.write_bytes(raw)
+
+def test_dataset_columns_and_metadata(gallery: Gallery, session: sv.ModelSession) -> None:
+    import lance
+
+    from simvis_widgets._io import image_hash
+
+    table = lance.dataset(gallery.path).to_table()
+    assert table.schema.names == [*FACTS, "embedding", "checksum", "features", "features_checksum"]
+    meta = table.schema.metadata
+    assert meta[b"simvis.format"] == b"3" and meta[b"simvis.features"] == b"store" and meta[b"simvis.channels"] == b"12"
+    assert json.loads(meta[b"simvis.fingerprint"]) == json.loads(json.dumps(session.fingerprint()))
+    rows = table.to_pylist()
+    assert [r["key"] for r in rows] == [f"memory:{i}:{image_hash(image)}" for i, image in enumerate(IMAGES)]
+    assert [r["source"] for r in rows] == ["0", "1", "2", "3", "4"] and all(r["in_memory"] for r in rows)
+    assert [r["label"] for r in rows] == ['"a"', '"b"', '"c"', '"d"', '"e"']  # JSON text
+    assert [(r["grid_h"], r["grid_w"]) for r in rows] == [gallery.grid(i) for i in range(5)]
+    assert all(r["file_hash"] is None and r["error"] is None for r in rows)
+    assert len({r["checksum"] for r in rows}) == 5  # one checksum per row (verified on read: see below)
+    assert [r["pixel_hash"] for r in rows] == [e.pixel_hash for e in gallery.entries]
+    embeddings = np.array([r["embedding"] for r in rows], np.float32)
+    np.testing.assert_array_equal(embeddings, gallery.embeddings.numpy())
+    for i, r in enumerate(rows):
+        assert r["features"] == np.ascontiguousarray(gallery.stored_features(i), dtype="<f2").tobytes()
+        assert r["features_checksum"] == zlib.crc32(r["features"])
+
+
+def test_local_features_are_stored_as_float16(session: sv.ModelSession) -> None:
+    g = Gallery.build(IMAGES[:3], session, batch_size=1, progress=False)
+    for i, image in enumerate(IMAGES[:3]):
+        stored = g.stored_features(i)
+        expected = session.batch_features([session.resize(image)])[0].to(torch.float16).numpy()
+        assert stored.dtype == np.float16
+        np.testing.assert_array_equal(stored, expected)
+
+
+def test_what_the_gallery_hands_out_cannot_change_it(gallery: Gallery) -> None:
+    embeddings, features = gallery.embeddings.clone(), gallery.features(1).clone()
+    gallery.embeddings.add_(1)
+    gallery.features(1).mul_(2)
+    torch.testing.assert_close(gallery.embeddings, embeddings, rtol=0, atol=0)
+    torch.testing.assert_close(gallery.features(1), features, rtol=0, atol=0)
+    stored = gallery.stored_features(1)
+    with pytest.raises(ValueError, match="read-only"):
+        stored[0, 0, 0] = 1
+
+
+def test_open_refusals(gallery: Gallery, session: sv.ModelSession, tmp_path: Path) -> None:
+    import copy
+
+    import lance
+    import pyarrow as pa
+
+    from simvis_widgets.gallery.store import GalleryWriter, StoredRow
+
+    def refused(path: object, start: str, other: sv.ModelSession = session) -> None:
         with pytest.raises(GalleryError) as err:
-            Gallery.load(f, other)
+            Gallery.open(path, other)  # type: ignore[arg-type]
         assert str(err.value).startswith(start), str(err.value)
 
-    refused(None, f"gallery file '{tmp_path / 'none.simvis'}' does not exist", "none.simvis")
-    refused(b"SIMVISG0" + data[8:], f"'{tmp_path / 'bad.simvis'}' is not a simvis-widgets gallery file")
-    refused(b"", f"'{tmp_path / 'bad.simvis'}' is not a simvis-widgets gallery file")
-    refused(MAGIC + b"\x01", f"gallery file '{tmp_path / 'bad.simvis'}' is corrupt: ")
-    huge = MAGIC + struct.pack("<Q", len(data) + 1) + data[16:]
+    missing = tmp_path / "none"
+    refused(missing, f"no gallery at '{missing}' (build one with Gallery.build(source, session, '{missing}'))")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "notes.txt").write_text("not a gallery")
+    refused(plain, f"no gallery at '{plain}'")
+    refused("", "the gallery path is empty")
+    with pytest.raises(GalleryError, match="^the gallery path is empty$"):
+        Gallery.build(IMAGES[:1], session, "", progress=False)
+    lance.write_dataset(pa.table({"x": [1, 2]}), str(tmp_path / "other"))
     refused(
-        huge,
-        f"gallery file '{tmp_path / 'bad.simvis'}' is corrupt (header length {len(data) + 1} > file size {len(data)})",
+        tmp_path / "other",
+        f"'{tmp_path / 'other'}' has no simvis-widgets metadata; this library reads gallery format 3",
     )
-    exact = MAGIC + struct.pack("<Q", len(data)) + data[16:]  # a header length up to the file size is read
-    refused(exact, f"gallery file '{tmp_path / 'bad.simvis'}' is corrupt: ")
-    refused(data[:16] + b"[" + data[17:], f"gallery file '{tmp_path / 'bad.simvis'}' is corrupt: ")
-    refused(data[:16] + b"\xff" + data[17:], f"gallery file '{tmp_path / 'bad.simvis'}' is corrupt: ")
-    (length,) = struct.unpack("<Q", data[8:16])
-    for version in (1, 3, None):
-        old = (
-            dict(header, version=version)
-            if version is not None
-            else {k: v for k, v in header.items() if k != "version"}
+    where = gallery.path
+    refused(
+        where,
+        f"gallery '{where}' was built with another session (pooling: gallery 'avg' vs session 'max'); "
+        "rebuild it for this session",
+        other=_session(pooling="max"),
+    )
+    refused(
+        where,
+        f"gallery '{where}' was built with another session "
+        "(normalize: gallery True vs session False, pooling: gallery 'avg' vs session 'max')",
+        other=_session(pooling="max", normalize=False),
+    )
+    retrained = copy.deepcopy(NET)
+    with torch.no_grad():
+        retrained[0].weight.mul_(1.01)
+    stale = sv.ModelSession(retrained, "3", size=64, device="cpu")
+    assert stale.name == session.name
+    with pytest.raises(GalleryError, match=r"another session \(weights: gallery '[0-9a-f]+' vs session '[0-9a-f]+'\)"):
+        Gallery.open(where, stale)
+    with pytest.raises(GalleryError, match=r"another session \(weights: "):  # nor is anything built into it
+        Gallery.build(IMAGES, stale, where, progress=False)
+    assert len(Gallery.open(where, session)) == 5 and lance.dataset(where).version == 1
+    Gallery.build(IMAGES[:2], session, tmp_path / "damaged", progress=False)
+    lance.dataset(str(tmp_path / "damaged")).update_schema_metadata({"simvis.fingerprint": "{not json"})
+    refused(tmp_path / "damaged", f"gallery '{tmp_path / 'damaged'}' has damaged metadata")
+    lance.dataset(str(tmp_path / "damaged")).update_schema_metadata({"simvis.format": "2"})
+    refused(tmp_path / "damaged", f"'{tmp_path / 'damaged'}' has format version 2; this library reads gallery format 3")
+    nan = str(tmp_path / "nan")  # a well-formed, checksummed row with a NaN embedding
+    writer = GalleryWriter(nan, session.fingerprint(), 12, "recompute")
+    writer.commit([StoredRow("k", "0", True, None, "h", None, (1, 1), np.full(12, np.nan, np.float32))])
+    refused(nan, f"gallery '{nan}' holds non-finite embeddings")
+
+
+def test_damaged_rows_are_refused_when_read(session: sv.ModelSession, tmp_path: Path) -> None:
+    import lance
+
+    where = str(tmp_path / "g")
+    Gallery.build(IMAGES, session, where, progress=False)
+    dataset = lance.dataset(where)
+    dataset.update({"features_checksum": "features_checksum + 1"}, where="source = '2'")
+    opened = Gallery.open(where, session)  # the embeddings are intact: it opens
+    i = opened.sources.index(2)
+    for read in (opened.features, opened.stored_features):
+        with pytest.raises(GalleryError) as err:
+            read(i)
+        assert str(err.value) == (
+            f"gallery '{where}' is corrupt: the stored local features of row {i} fail their checksum "
+            "(the data changed after it was written); rebuild the gallery"
         )
-        blob = json.dumps(old).encode().ljust(length)
-        refused(
-            data[:16] + blob + data[16 + length :],
-            f"gallery file '{tmp_path / 'bad.simvis'}' has format version {version}; this library reads 2",
-        )
-    refused(
-        data[: len(data) - 1],
-        f"gallery file '{tmp_path / 'bad.simvis'}' is truncated ({len(data) - 1} bytes, expected {len(data)})",
+    with pytest.raises(GalleryError, match="fail their checksum"):
+        opened.search(IMAGES[2], k=5)  # every row is a hit: row i's map cannot be drawn
+    others = [j for j in range(5) if j != i]
+    assert len(opened.hit_features(others)) == 4 and opened.explain(QUERY, others[0]).score
+    dataset.update({"checksum": "checksum + 1"}, where="source = '1'")
+    row = lance.dataset(where).to_table(columns=["source"]).column("source").to_pylist().index("1")
+    with pytest.raises(GalleryError) as err:
+        Gallery.open(where, session)
+    assert str(err.value) == (
+        f"gallery '{where}' is corrupt: row {row} ('1') fails its checksum (the data changed after it was "
+        "written); rebuild the gallery"
     )
-    nan = bytearray(data)
-    nan[header["embeddings_at"] : header["embeddings_at"] + 4] = np.float32(np.nan).tobytes()
-    refused(bytes(nan), f"gallery file '{tmp_path / 'bad.simvis'}' is corrupt (non-finite embeddings)")
-    inf = bytearray(data)
-    at = header["embeddings_at"] + 4 * 59  # the last embedding value
-    inf[at : at + 4] = np.float32(np.inf).tobytes()
-    refused(bytes(inf), f"gallery file '{tmp_path / 'bad.simvis'}' is corrupt (non-finite embeddings)")
-    other = _session(pooling="max")
-    refused(
-        data,
-        f"gallery '{tmp_path / 'bad.simvis'}' was built with another session (pooling: gallery 'avg' vs session 'max'); rebuild it for this session",
-        other=other,
-    )
-    Gallery.load(tmp_path / "bad.simvis", session)  # the same bytes load with their own session
+    relabelled = str(tmp_path / "h")
+    Gallery.build(IMAGES[:2], session, relabelled, labels=["a", "b"], progress=False)
+    lance.dataset(relabelled).update({"label": "'\"z\"'"}, where="source = '1'")  # valid JSON, not what was written
+    with pytest.raises(GalleryError, match=r"is corrupt: row \d \('1'\) fails its checksum"):
+        Gallery.open(relabelled, session)
+
+
+def test_dropped_local_features_are_refused_when_read(session: sv.ModelSession, tmp_path: Path) -> None:
+    """A gallery that stores features must not hand out nothing (None, or a 0-d NaN tensor) for a row whose
+    features were removed while their checksum stayed."""
+    import lance
+
+    where = str(tmp_path / "g")
+    Gallery.build(IMAGES[:4], session, where, progress=False)
+    lance.dataset(where).update({"features": "NULL"}, where="source = '3'")
+    opened = Gallery.open(where, session)
+    for read in (opened.features, opened.stored_features):
+        with pytest.raises(GalleryError, match="fail their checksum"):
+            read(opened.sources.index(3))
 
 
 # ------------------------------------------------------------------------------------------------------
-# The cache
+# Building into an existing path
 # ------------------------------------------------------------------------------------------------------
 
 
-def test_cache_reuses_files_by_bytes_and_arrays_by_pixels(session: sv.ModelSession, tmp_path: Path) -> None:
-    folder, cache = tmp_path / "photos", tmp_path / "cache" / "deeper"
+def test_rebuild_embeds_only_missing_or_changed_files(session: sv.ModelSession, tmp_path: Path) -> None:
+    folder, where = tmp_path / "photos", tmp_path / "g"
     folder.mkdir()
     for i in range(3):
         Image.fromarray(IMAGES[i]).save(folder / f"p{i}.png")
-    first = Gallery.build(folder, session, cache_dir=cache, labels=["x", "y", "z"], progress=False)
-    assert (first.embedded, first.reused) == (3, 0) and (cache / "gallery.simvis").is_file()
+    p = [str(folder / f"p{i}.png") for i in range(4)]
+    first = Gallery.build(folder, session, where, labels=["x", "y", "z"], progress=False)
+    assert (first.embedded, first.reused, first.sources) == (3, 0, p[:3])
     Image.fromarray(IMAGES[3]).save(folder / "p1.png")  # changed bytes
     Image.fromarray(IMAGES[4]).save(folder / "p3.png")  # new
-    second = Gallery.build(folder, session, cache_dir=cache, progress=False)
+    second = Gallery.build(folder, session, where, labels=["x", "y", "z", "w"], progress=False)
     assert (second.embedded, second.reused, len(second)) == (2, 2, 4)
-    assert second.labels == ["x", None, "z", None]  # cached labels kept, new images unlabelled
+    assert dict(zip(second.sources, second.labels)) == dict(zip(p, "xyzw"))
     fresh = Gallery.build(folder, session, progress=False)
-    torch.testing.assert_close(second.embeddings, fresh.embeddings, rtol=1e-5, atol=1e-6)
-    for i in range(4):
-        np.testing.assert_array_equal(second.stored_features(i), fresh.stored_features(i))
-    relabelled = Gallery.build(folder, session, cache_dir=cache, labels=list("ABCD"), progress=False)
-    assert relabelled.reused == 4 and relabelled.labels == list("ABCD")
-    assert Gallery.load(cache / "gallery.simvis", session).labels == list("ABCD")
-    arrays_cache = tmp_path / "arrays"
-    Gallery.build(IMAGES[:3], session, cache_dir=arrays_cache, progress=False)
-    again = Gallery.build(
-        [IMAGES[2], IMAGES[4], Image.fromarray(IMAGES[0])], session, cache_dir=arrays_cache, progress=False
-    )
-    assert (again.embedded, again.reused) == (1, 2) and again.sources == [0, 1, 2]
-    torch.testing.assert_close(again.embeddings[2], first.embeddings[0])
+    at = {s: k for k, s in enumerate(fresh.sources)}
+    for k, s in enumerate(second.sources):
+        torch.testing.assert_close(second.embeddings[k], fresh.embeddings[at[s]], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(second.stored_features(k), fresh.stored_features(at[s]))
+    for s in (p[0], p[2]):  # the rows of unchanged files were kept, not recomputed
+        torch.testing.assert_close(second.embeddings[second.sources.index(s)], first.embeddings[first.sources.index(s)])
+    assert first.sources == p[:3] and len(first) == 3  # the first gallery still reads its own version
+    relabelled = Gallery.build(folder, session, where, labels=list("ABCD"), progress=False)
+    assert (relabelled.embedded, relabelled.reused) == (4, 0)  # a label change re-embeds
+    assert dict(zip(relabelled.sources, relabelled.labels)) == dict(zip(p, "ABCD"))
+    (folder / "p0.png").unlink()
+    smaller = Gallery.build(folder, session, where, labels=list("BCD"), progress=False)
+    assert (smaller.embedded, smaller.reused, sorted(smaller.sources)) == (0, 3, p[1:])  # p0's row is deleted
+    assert Gallery.open(where, session).sources == smaller.sources
+    same = Gallery.build(folder, session, where, labels=list("BCD"), progress=False)
+    assert same.store.version == smaller.store.version  # nothing to do, nothing committed
 
 
-def test_cache_does_not_retry_known_unreadable_files(session: sv.ModelSession, tmp_path: Path) -> None:
-    folder, cache = tmp_path / "photos", tmp_path / "cache"
+def test_rebuild_knows_in_memory_images_by_position_and_pixels(session: sv.ModelSession, tmp_path: Path) -> None:
+    where = tmp_path / "g"
+    first = Gallery.build(IMAGES[:3], session, where, progress=False)
+    again = Gallery.build([IMAGES[0], IMAGES[4], Image.fromarray(IMAGES[2])], session, where, progress=False)
+    assert (again.embedded, again.reused, len(again), sorted(again.sources)) == (1, 2, 3, [0, 1, 2])
+    emb = dict(zip(again.sources, again.embeddings))
+    torch.testing.assert_close(emb[0], first.embeddings[0], rtol=0, atol=0)
+    torch.testing.assert_close(emb[2], first.embeddings[2], rtol=0, atol=0)
+    fresh = Gallery.build([IMAGES[4]], session, progress=False)
+    torch.testing.assert_close(emb[1], fresh.embeddings[0], rtol=1e-5, atol=1e-6)
+    moved = Gallery.build([IMAGES[2], IMAGES[0]], session, where, progress=False)
+    assert (moved.embedded, moved.reused, sorted(moved.sources)) == (2, 0, [0, 1])  # other positions: new
+    shown = Gallery.open(where, session, images=[IMAGES[2], IMAGES[0]])
+    np.testing.assert_array_equal(shown.image(shown.sources.index(0)), IMAGES[2])
+
+
+def test_rebuild_does_not_retry_known_unreadable_files(session: sv.ModelSession, tmp_path: Path) -> None:
+    folder, where = tmp_path / "photos", tmp_path / "g"
     folder.mkdir()
     Image.fromarray(IMAGES[0]).save(folder / "good.png")
     (folder / "bad.png").write_bytes(b"\x89PNG broken")
     with pytest.warns(UserWarning, match="bad.png"):
-        Gallery.build(folder, session, cache_dir=cache, progress=False)
+        Gallery.build(folder, session, where, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        again = Gallery.build(folder, session, cache_dir=cache, progress=False)
+        again = Gallery.build(folder, session, where, progress=False)
     assert (again.embedded, again.reused, len(again)) == (0, 1, 1)
-    assert list(again.unreadable.values())[0][0] == str(folder / "bad.png")
-    assert Gallery.load(cache / "gallery.simvis", session).unreadable == again.unreadable
-    os.rename(folder / "bad.png", folder / "renamed.png")  # the same bytes under another name: still known
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        renamed = Gallery.build(folder, session, cache_dir=cache, progress=False)
-    assert list(renamed.unreadable.values())[0][0] == str(folder / "renamed.png")
+    ((digest, (source, _)),) = again.unreadable.items()
+    assert digest == file_digest(folder / "bad.png") and source == str(folder / "bad.png")
+    assert Gallery.open(where, session).unreadable == again.unreadable
+    os.rename(folder / "bad.png", folder / "renamed.png")  # files are known by path and bytes: tried again
+    with pytest.warns(UserWarning, match="renamed.png"):
+        renamed = Gallery.build(folder, session, where, progress=False)
+    assert [src for src, _ in renamed.unreadable.values()] == [str(folder / "renamed.png")]  # bad.png's row gone
 
 
-# ------------------------------------------------------------------------------------------------------
-# Paths the mutants of gallery.py showed unpinned
-# ------------------------------------------------------------------------------------------------------
+def test_dataset_rebuilds_with_and_without_labels(session: sv.ModelSession, tmp_path: Path) -> None:
+    class PilImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i: int) -> Image.Image:
+            return Image.fromarray(IMAGES[i])
+
+    where = tmp_path / "g"
+    first = Gallery.build(PilImages(), session, where, labels=["x", "y"], progress=False)
+    assert first.labels == ["x", "y"]
+    again = Gallery.build(PilImages(), session, where, labels=["x", "y"], progress=False)
+    assert (again.reused, again.embedded, again.labels) == (2, 0, ["x", "y"])
+    unlabelled = Gallery.build(PilImages(), session, where, progress=False)
+    assert (unlabelled.reused, unlabelled.embedded, unlabelled.labels) == (0, 2, [None, None])
+    assert gallery_sources(PilImages(), None)[1] is None
 
 
-def test_header_layout_is_exact(gallery: Gallery, tmp_path: Path) -> None:
-    path = gallery.save(tmp_path / "g.simvis")
-    raw = path.read_bytes()
-    (length,) = struct.unpack("<Q", raw[8:16])
-    header, _ = _header(path)
-    assert raw[16:17] == b"{" and raw[16 : 16 + length].rstrip().endswith(b"}")  # padded at the end only
-    assert set(header) == {
-        "format", "version", "session", "count", "dim", "entries", "feature_total", "unreadable",
-        "embeddings_at", "features_at",
-    }  # fmt: skip
-    assert header["embeddings_at"] == gallery_module._align(16 + length)
-    assert header["features_at"] == gallery_module._align(header["embeddings_at"] + 5 * 12 * 4)
-    assert raw[16 + length : header["embeddings_at"]] == b"\0" * (header["embeddings_at"] - 16 - length)
+def test_commits_as_the_build_goes(session: sv.ModelSession, tmp_path: Path) -> None:
+    import lance
+
+    where = tmp_path / "g"
+    g = Gallery.build(IMAGES, session, where, batch_size=1, commit_every=2, progress=False)
+    assert g.store.version == 3 and len(g) == 5
+    dataset = lance.dataset(str(where))
+    assert [dataset.checkout_version(v).count_rows() for v in (1, 2, 3)] == [2, 4, 5]
+    again = Gallery.build(IMAGES, session, where, batch_size=1, commit_every=2, progress=False)
+    assert (again.reused, again.embedded, again.store.version) == (5, 0, 3)
+    once = Gallery.build(IMAGES, session, tmp_path / "once", batch_size=1, progress=False)
+    assert once.store.version == 1  # the default: one commit per 256 images
+    timed = Gallery.build(IMAGES, session, tmp_path / "timed", batch_size=1, commit_seconds=1e-9, progress=False)
+    assert timed.store.version == 5  # every batch is older than commit_seconds
+    torch.testing.assert_close(timed.embeddings, once.embeddings, rtol=0, atol=0)
 
 
-def test_align() -> None:
-    assert [gallery_module._align(n) for n in (0, 1, 63, 64, 65, 128)] == [0, 64, 64, 64, 128, 128]
-    assert gallery_module._align(5, 4) == 8 and gallery_module._align(8, 4) == 8
+def test_labels_are_stored_as_plain_json_values(session: sv.ModelSession, tmp_path: Path) -> None:
+    import lance
+
+    labels = [np.int64(3), np.float32(0.5), np.bool_(True), torch.tensor(2), ("tuple", 1)]
+    built = Gallery.build(IMAGES, session, tmp_path / "g", labels=labels, progress=False)
+    for g in (built, Gallery.open(tmp_path / "g", session)):
+        assert g.labels == [3, 0.5, True, 2, ["tuple", 1]]
+        assert [type(label) for label in g.labels] == [int, float, bool, int, list]
+    assert lance.dataset(str(tmp_path / "g")).to_table().column("label").to_pylist() == [
+        "3", "0.5", "true", "2", '["tuple", 1]'
+    ]  # fmt: skip
+    assert {type(h.label) for h in built.search(QUERY, k=5)} == {int, float, bool, list}
+    for bad, name in ((object(), "object"), ({1, 2}, "set"), (np.arange(3), "ndarray"), (b"x", "bytes")):
+        with pytest.raises(GalleryError) as err:
+            Gallery.build(IMAGES[:2], session, tmp_path / "bad", labels=["ok", bad], progress=False)
+        assert str(err.value) == f"labels must be JSON values (str, int, float, bool, lists of them); got {name}"
+    assert not (tmp_path / "bad").exists()
 
 
-def test_float32_features_are_stored_as_float16(session: sv.ModelSession, tmp_path: Path) -> None:
-    entries = [GalleryEntry(0, "h0", None, (1, 2))]
-    feats = np.arange(24, dtype=np.float32).reshape(12, 1, 2) / 7
-    g = Gallery(session, entries, torch.rand(1, 12) + 0.1, [feats])
-    loaded = Gallery.load(g.save(tmp_path / "g.simvis"), session)
-    np.testing.assert_array_equal(loaded.stored_features(0), feats.astype(np.float16))
+def test_recomputed_features_give_the_stored_scores_and_exact_maps(session: sv.ModelSession, tmp_path: Path) -> None:
+    import lance
 
-
-def test_loading_maps_the_features_read_only_by_default(
-    gallery: Gallery, session: sv.ModelSession, tmp_path: Path
-) -> None:
-    loaded = Gallery.load(gallery.save(tmp_path / "g.simvis"), session)
-    stored = loaded.stored_features(1)
-    assert isinstance(stored, np.memmap) and not stored.flags.writeable
-
-
-def test_files_without_an_unreadable_list_still_load(
-    gallery: Gallery, session: sv.ModelSession, tmp_path: Path
-) -> None:
-    path = gallery.save(tmp_path / "g.simvis")
-    data = path.read_bytes()
-    (length,) = struct.unpack("<Q", data[8:16])
-    header = json.loads(data[16 : 16 + length])
-    del header["unreadable"]
-    path.write_bytes(data[:16] + json.dumps(header).encode().ljust(length) + data[16 + length :])
-    assert Gallery.load(path, session).unreadable == {}
-
-
-def test_a_session_mismatch_lists_every_difference(gallery: Gallery, tmp_path: Path) -> None:
-    path = gallery.save(tmp_path / "g.simvis")
-    other = _session(pooling="max", normalize=False)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(IMAGES[i]).save(folder / f"p{i}.png")
+    stored = Gallery.build(folder, session, tmp_path / "s", progress=False)
+    recomputed = Gallery.build(folder, session, tmp_path / "r", features="recompute", progress=False)
+    assert recomputed.features_mode == "recompute" and repr(recomputed).endswith("features='recompute')")
+    assert lance.dataset(str(tmp_path / "r")).to_table().column("features").null_count == 3
+    mask = np.zeros(QUERY.shape[:2])
+    mask[5:40, 10:50] = 1
+    for region in ({}, {"mask": mask}):
+        a, b = stored.search(QUERY, k=3, **region), recomputed.search(QUERY, k=3, **region)
+        assert [h.index for h in a] == [h.index for h in b]
+        np.testing.assert_allclose([h.score for h in b], [h.score for h in a], rtol=1e-5, atol=1e-7)
+        for x, y in zip(a, b):
+            ex = session.explain(QUERY, IMAGES[y.index])
+            exact = ex.map_b if not region else ex.region_map("a", mask)
+            scale = float(exact.abs().max())
+            torch.testing.assert_close(y.map, exact, rtol=1e-5, atol=1e-5 * scale)  # recomputed: float32 maps
+            torch.testing.assert_close(x.map, y.map, rtol=1e-2, atol=1e-3 * scale)  # stored: float16 features
+    torch.testing.assert_close(recomputed.features(0), session.features(IMAGES[0]), rtol=1e-5, atol=1e-6)
     with pytest.raises(GalleryError) as err:
-        Gallery.load(path, other)
-    assert "(pooling: gallery 'avg' vs session 'max', normalize: gallery True vs session False)" in str(err.value)
+        recomputed.stored_features(0)
+    assert str(err.value) == "this gallery stores no local features (features='recompute'): use features()"
+    Image.fromarray(IMAGES[4]).save(folder / "p1.png")  # changed since the build
+    with pytest.raises(GalleryError) as err:
+        recomputed.features(1)
+    assert str(err.value) == (
+        f"'{folder / 'p1.png'}' changed since the gallery was built; rebuild it (Gallery.build into the same path)"
+    )
+    with pytest.raises(GalleryError, match="changed since the gallery was built"):
+        recomputed.search(IMAGES[1], k=3)
+    assert len(stored.search(IMAGES[1], k=3)) == 3  # stored features do not need the file
+    with pytest.raises(GalleryError) as err:
+        Gallery.build(folder, session, tmp_path / "s", features="recompute", progress=False)
+    assert str(err.value) == (
+        f"gallery '{tmp_path / 's'}' stores features='store'; building it with features='recompute' needs a new path"
+    )
+    in_memory = Gallery.build(IMAGES[:2], session, tmp_path / "m", features="recompute", progress=False)
+    torch.testing.assert_close(in_memory.features(1), session.features(IMAGES[1]), rtol=1e-5, atol=1e-6)
+    swapped = Gallery.open(tmp_path / "m", session, images=[IMAGES[1], IMAGES[0]])
+    with pytest.raises(GalleryError) as err:
+        swapped.features(0)
+    assert str(err.value) == "in-memory image 0 is not the one the gallery was built from"
+
+
+# ------------------------------------------------------------------------------------------------------
+# Images, explanations, limits
+# ------------------------------------------------------------------------------------------------------
 
 
 def test_file_galleries_read_their_images(session: sv.ModelSession, tmp_path: Path) -> None:
@@ -756,8 +1049,8 @@ def test_file_galleries_read_their_images(session: sv.ModelSession, tmp_path: Pa
     folder.mkdir()
     for i in range(2):
         Image.fromarray(IMAGES[i]).save(folder / f"p{i}.png")
-    built = Gallery.build(folder, session, progress=False)
-    loaded = Gallery.load(built.save(tmp_path / "g.simvis"), session)  # no images=: read from the files
+    built = Gallery.build(folder, session, tmp_path / "g", progress=False)
+    loaded = Gallery.open(tmp_path / "g", session)  # no images=: read from the files
     np.testing.assert_array_equal(loaded.image(1), IMAGES[1])
     ex = loaded.explain(QUERY, 0)
     assert ex.image_b is not None and ex.image_b.shape == session.resize(IMAGES[0]).shape
@@ -768,10 +1061,8 @@ def test_file_galleries_read_their_images(session: sv.ModelSession, tmp_path: Pa
     assert loaded.explain(QUERY, 1).image_b is None
 
 
-def test_in_memory_galleries_explain_without_their_images(
-    gallery: Gallery, session: sv.ModelSession, tmp_path: Path
-) -> None:
-    loaded = Gallery.load(gallery.save(tmp_path / "g.simvis"), session)
+def test_in_memory_galleries_explain_without_their_images(gallery: Gallery, session: sv.ModelSession) -> None:
+    loaded = Gallery.open(gallery.path, session)
     ex = loaded.explain(QUERY, 2)
     assert ex.image_b is None and ex.score == pytest.approx(gallery.explain(QUERY, 2).score, rel=1e-6)
 
@@ -781,56 +1072,6 @@ def test_default_k_is_ten(session: sv.ModelSession) -> None:
     assert len(many.search(QUERY)) == 10
     enc = session.encode(QUERY)
     assert len(many.search_features(enc.features, None)) == 10
-
-
-def test_faiss_index_needs_faiss(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
-    with pytest.raises(GalleryError) as err:
-        FaissIndex(torch.ones(2, 2))
-    assert str(err.value) == "FaissIndex needs faiss: pip install faiss-cpu"
-
-
-def test_faiss_index_takes_float64() -> None:
-    pytest.importorskip("faiss")
-    index = FaissIndex(torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64))
-    values, order = index.search(torch.tensor([1.0, 1.0], dtype=torch.float64), 2)
-    assert order.tolist() == [1, 0] and values.tolist() == [2.0, 1.0]
-
-
-def test_dataset_items_without_labels_keep_cached_labels(session: sv.ModelSession, tmp_path: Path) -> None:
-    class PilImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
-        def __len__(self) -> int:
-            return 2
-
-        def __getitem__(self, i: int) -> Image.Image:
-            return Image.fromarray(IMAGES[i])
-
-    cache = tmp_path / "cache"
-    first = Gallery.build(PilImages(), session, labels=["x", "y"], cache_dir=cache, progress=False)
-    assert first.labels == ["x", "y"]
-    again = Gallery.build(PilImages(), session, cache_dir=cache, progress=False)
-    assert again.reused == 2 and again.labels == ["x", "y"]
-    assert gallery_module._dataset_items(PilImages())[1] is None
-
-
-def test_every_header_length_gives_a_readable_file(session: sv.ModelSession, tmp_path: Path) -> None:
-    """The embeddings start at the first 64-byte boundary after the header, whatever its length mod 64."""
-    feats = [np.full((12, 1, 1), 0.5, np.float16)]
-    ends = set()
-    for n in range(64):
-        g = Gallery(session, [GalleryEntry(0, "h", None, (1, 1), "x" * n)], torch.full((1, 12), float(n + 1)), feats)
-        path = g.save(tmp_path / f"g{n}.simvis")
-        raw = path.read_bytes()
-        (length,) = struct.unpack("<Q", raw[8:16])
-        header, _ = _header(path)
-        ends.add((16 + length) % 64)
-        assert header["embeddings_at"] == gallery_module._align(16 + length) >= 16 + length
-        loaded = Gallery.load(path, session)
-        assert loaded.labels == ["x" * n] and float(loaded.embeddings[0, 0]) == n + 1
-        np.testing.assert_array_equal(loaded.stored_features(0), feats[0])
-    assert len(ends) == 64  # every residue was tried
 
 
 class _Loud(torch.nn.Module):
