@@ -173,7 +173,8 @@ class Gallery:
     ) -> Gallery:
         """Embed ``source`` -- a folder (recursive, image files only), a list of paths / PIL images / arrays, or
         a torch ``Dataset`` (items: image or ``(image, label)``) -- into the dataset at ``path`` (None: a new
-        temporary folder), committing every ``commit_every`` images or ``commit_seconds`` seconds.
+        temporary folder), committing every ``commit_every`` images or ``commit_seconds`` seconds (checked after
+        each batch of ``batch_size``).
 
         Building into an existing gallery embeds only what is missing or changed (a file is known by its path and
         bytes, an in-memory image by its position and pixels) and deletes the rows of images no longer in

@@ -85,19 +85,20 @@ def exact_scores(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 
 def row_norms(block: np.ndarray) -> np.ndarray:
-    """Euclidean norm of each row, in float32 (relative error below ``dim * 2**-24``)."""
+    """Euclidean norm of each row, accumulated in float32 (use on values of moderate magnitude: see
+    :meth:`Int8Codes.from_blocks`, which applies it to rows scaled to at most 127)."""
     return np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float32))
 
 
-def _quantise(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row symmetric int8 codes and scales: ``block ~ scale[:, None] * codes``."""
+def _quantise(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row symmetric int8 codes and scales, ``block ~ scale[:, None] * codes``, and ``block / scale`` (float32,
+    before rounding: entries in [-127, 127] up to rounding, so its norms neither overflow nor underflow)."""
     block = np.asarray(block, dtype=np.float32)
     peak = np.abs(block).max(axis=1) if block.shape[1] else np.zeros(len(block), np.float32)
-    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    scale = np.where(peak > 0, np.maximum(peak / np.float32(127), np.float32(2.0**-149)), 1).astype(np.float32)
     scaled = np.divide(block, scale[:, None])
-    np.rint(scaled, out=scaled)
-    np.clip(scaled, -127, 127, out=scaled)
-    return scaled.astype(np.int8), scale
+    codes = np.clip(np.rint(scaled), -127, 127).astype(np.int8)
+    return codes, scale, scaled
 
 
 @dataclass(frozen=True)
@@ -112,21 +113,25 @@ class Int8Codes:
 
     @classmethod
     def from_blocks(cls, blocks: Iterable[np.ndarray], dim: int) -> Int8Codes:
-        """Quantise float32 key blocks (consumed once, in row order)."""
+        """Quantise float32 key blocks (consumed once, in row order).
+
+        Norms are taken in units of each row's scale ``s``: ``|k| = s |k / s|``, ``|k - s i| = s |k / s - i|``
+        (the subtraction is exact: ``k / s`` is within 1/2 of the integer ``i``), ``|s i| = s sqrt(sum i^2)``
+        (an exact integer sum). The float32 rounding of ``k / s`` (at most ``127 * 2**-24`` per value) is added
+        to the residual as ``sqrt(D) 2**-16``; every norm is then rounded up by ``(D + 8) 2**-24``."""
         codes, scales, residuals, code_norms, key_norms = [], [], [], [], []
         for block in blocks:
             block = np.ascontiguousarray(block, dtype=np.float32).reshape(-1, dim)
-            c, s = _quantise(block)
-            approx = c.astype(np.float32)
-            np.multiply(approx, s[:, None], out=approx)
+            c, s, scaled = _quantise(block)
+            s64 = s.astype(np.float64)
             codes.append(c)
-            scales.append(s.astype(np.float64))
-            code_norms.append(row_norms(approx))
-            residuals.append(row_norms(np.subtract(block, approx, out=approx)))
-            key_norms.append(row_norms(block))
+            scales.append(s64)
+            key_norms.append(s64 * row_norms(scaled))
+            code_norms.append(s64 * np.sqrt(np.einsum("ij,ij->i", c, c, dtype=np.int64).astype(np.float64)))
+            np.subtract(scaled, c, out=scaled)
+            residuals.append(s64 * (row_norms(scaled).astype(np.float64) + np.sqrt(dim) * 2.0**-16))
 
         def joined(parts: list[np.ndarray], up: bool = True) -> np.ndarray:
-            # float32 norms are within (1 + dim * 2**-24) of the exact ones: rounded up by that, they stay bounds.
             out = np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
             return out * (1 + (dim + 8) * 2.0**-24) if up else out
 
@@ -182,14 +187,15 @@ class Int8Index:
             raise GalleryError(f"query has shape {q.shape}; the index's keys have ({self._keys.dim},)")
         if not np.isfinite(q).all():
             raise GalleryError("query vector is not finite")
-        q_codes, q_scale = _quantise(q[None])
+        q_codes, q_scale, _ = _quantise(q[None])
         q_norm = float(np.linalg.norm(q.astype(np.float64)))
         q_residual = float(np.linalg.norm(q.astype(np.float64) - q_codes[0].astype(np.float64) * q_scale[0]))
         if len(self._codes) == 0:
             return np.zeros(0)
         dots = np.asarray(simsimd.cdist(q_codes, self._codes, metric="dot", threads=self.threads), np.float64)[0]
         approx = dots * self._scales * float(q_scale[0])
-        slack = FLOAT32_SLACK * (self._keys.dim + 2) * self._key_norms * q_norm
+        # float32 rounding of the exact re-rank: relative, plus absolute steps of 2**-149 among subnormals.
+        slack = FLOAT32_SLACK * (self._keys.dim + 2) * self._key_norms * q_norm + (self._keys.dim + 2) * 2.0**-149
         beta = self._residuals * q_norm + self._code_norms * q_residual * (1 + 1e-6) + slack
         return approx + np.abs(approx) * 1e-9 + beta
 

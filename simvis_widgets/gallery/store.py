@@ -302,10 +302,10 @@ class GalleryStore:
         return table.select(list(META_COLUMNS)), embeddings, local
 
     def _features(self, row: int, blob: bytes | None, crc: int | None, h: int, w: int) -> np.ndarray | None:
-        if blob is None:
+        if blob is None and crc is None and self.info.features == "recompute":
             return None
         expected = 2 * self.info.channels * h * w
-        if crc is None or zlib.crc32(blob) != crc or len(blob) != expected:
+        if blob is None or crc is None or zlib.crc32(blob) != crc or len(blob) != expected:
             raise GalleryError(
                 f"gallery '{self.uri}' is corrupt: the stored local features of row {row} fail their checksum "
                 "(the data changed after it was written); rebuild the gallery"
