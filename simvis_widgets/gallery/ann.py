@@ -43,6 +43,12 @@ more: FAISS asks for at least 39 training rows per k-means centroid)."""
 ADD_BLOCK_BYTES = 64 << 20
 """Rows are read from the KeyRows and added to the index in blocks of about this many bytes of float32 keys."""
 
+PQ_TRAIN_ITERATIONS = 10
+"""k-means iterations of each PQ sub-quantizer (FAISS's default: 25)."""
+
+PQ_TRAIN_POINTS_PER_CENTROID = 64
+"""Each PQ sub-quantizer trains on at most this many rows per centroid (16,384 at 8 bits; FAISS's default: 256)."""
+
 SUBQUANTIZERS_MAX = 256
 """The default number of PQ sub-quantizers (bytes per row) is about ``dim // 4``, at most this: 10M rows of
 2048 values take 2.6 GB of codes (+ 80 MB of ids)."""
@@ -184,6 +190,10 @@ class IvfPqIndex:
         index = faiss.IndexIVFPQ(quantizer, padded, lists, m, bits, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
         index.pq.cp.seed = seed
+        # PQ sub-vectors are short (~4 values), where k-means is slow per flop: 10 iterations on at most 64 points
+        # per centroid (FAISS: 25 on 256) cut its training ~10x for no measurable loss of recall after re-ranking.
+        index.pq.cp.niter = PQ_TRAIN_ITERATIONS
+        index.pq.cp.max_points_per_centroid = PQ_TRAIN_POINTS_PER_CENTROID
         index.nprobe = probes
         t0 = time.perf_counter()
         index.train(train)
