@@ -27,7 +27,7 @@ Five measurements in one run, on the CPU (``--threads``, default 2, for torch; t
    ``Int8Index.build`` / ``Gallery.open`` against the ``N x D x 4`` bytes of the float32 matrix (goal: <= half).
    Also printed: the write time of the Lance dataset (rows -> ``StoredRow`` -> commits), its size on disk and the
    ``Gallery.open`` time. A search whose first (warm-up) call takes over 5 s is timed by that one call only (the
-   table says ``cold x1``). A variant whose memory (``psutil.virtual_memory().available``, matrix + keys +
+   table marks it ``*``). A variant whose memory (``psutil.virtual_memory().available``, matrix + keys +
    re-rank transient) or disk (dataset estimate + 3 GB) is not available is skipped and the table says so.
 2. **Indexing throughput.** ``Gallery.build`` (rows committed to a new Lance dataset in a temporary folder,
    ``features="store"``) on ``demo_views(views_per_photo=15)`` (150 augmented views of the 10 shipped real photos,
@@ -47,7 +47,8 @@ Five measurements in one run, on the CPU (``--threads``, default 2, for torch; t
    motorcycle photo); JupyterLab 4 (``tests/jupyter_browser.py``: loopback, fresh config) and headless Debian
    Chromium (Playwright) run it. One ``explorer.search()`` is first timed in the kernel: when it takes over
    ``--browser-max-search`` seconds (default 3) the strokes are not painted (each would wait that long per
-   refresh) and the report says so. Otherwise, with ``window.__SIMVIS_TRACE__ = true`` the widget appends
+   refresh, and each timing below would take as long) and the report says so. Otherwise, with
+   ``window.__SIMVIS_TRACE__ = true`` the widget appends
    ``{sent, shown, version}`` to its trace on every strip render (``sent`` = ``performance.now()`` of the last
    region send). We paint ``--strokes`` horizontal strokes (mouse down, one move every 16.7 ms, up; the Clear
    button between strokes, outside the measured windows; a stroke's window ends once no render came for 600 ms or
@@ -93,7 +94,6 @@ high; ``--wait-load`` first waits (up to 10 minutes) for the 1-minute load avera
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import gc
 import json
@@ -890,11 +890,6 @@ def bench_browser(s: Settings, synth: Synthetic, log: Callable[[str], None]) -> 
                 f"strokes not painted: one explorer.search() took {res.probe_s:.1f} s in the kernel "
                 f"(> {s.browser_max_search_s:g} s), so every refresh would take at least that long"
             )
-            if "hooked" not in kernel_exec(page, KERNEL_HOOK):
-                raise RuntimeError("could not wrap explorer.search in the kernel")
-            printed = kernel_exec(page, KERNEL_TIMING.format(n=3))
-            with contextlib.suppress(json.JSONDecodeError, IndexError):
-                res.kernel = json.loads(printed.strip().splitlines()[-1])
             res.wall_s = time.perf_counter() - t_start
             return res
         if "hooked" not in kernel_exec(page, KERNEL_HOOK):
