@@ -13,8 +13,10 @@ only for the top-k hits, to draw their region maps, or recomputed from the image
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -130,12 +132,11 @@ class Gallery:
 
         codes = Int8Codes.from_blocks(gallery_keys(), store.info.dim + 1)
         self._store_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        self._facts = facts
+        self._facts = _concat_tables(facts)
         self.keys: StoreKeys = StoreKeys(store, self._store_rows, self._bias, session.normalize)
         """The exact scoring keys of the gallery's images (for other indexes, e.g. :class:`.ann.IvfPqIndex`)."""
         self.index: SearchIndex = Int8Index(self.keys, codes)
         """What :meth:`search` ranks with: the exact :class:`.index.Int8Index` unless :meth:`use_index` set another."""
-        self._by_hash: dict[str, list[int]] | None = None
         self._entries: tuple[GalleryEntry, ...] | None = None
         self.reused = 0
         """Images already in the dataset (unchanged) at the last :meth:`build`."""
@@ -173,7 +174,7 @@ class Gallery:
     ) -> Gallery:
         """Embed ``source`` -- a folder (recursive, image files only), a list of paths / PIL images / arrays, or
         a torch ``Dataset`` (items: image or ``(image, label)``) -- into the dataset at ``path`` (None: a new
-        temporary folder), committing every ``commit_every`` images or ``commit_seconds`` seconds (checked after
+        temporary folder, deleted when the process exits), committing every ``commit_every`` images or ``commit_seconds`` seconds (checked after
         each batch of ``batch_size``).
 
         Building into an existing gallery embeds only what is missing or changed (a file is known by its path and
@@ -198,9 +199,7 @@ class Gallery:
         sources, labels = gallery_sources(source, labels)
         if not sources:
             raise GalleryError(f"no images to build a gallery from ({describe(source)})")
-        uri = (
-            _uri(path) if path is not None else str(Path(tempfile.mkdtemp(prefix="simvis-gallery-")) / "gallery.lance")
-        )
+        uri = _uri(path) if path is not None else _temporary_uri()
         writer = GalleryWriter(uri, session.fingerprint(), session.channels, features)
         policy = CommitPolicy(writer.commit, commit_every, commit_seconds)
         plan = _plan(sources, labels, writer.existing)
@@ -258,20 +257,31 @@ class Gallery:
         return len(self._store_rows)
 
     def _column(self, name: str) -> list[Any]:
-        return [value for table in self._facts for value in table.column(name).to_pylist()]
+        return self._facts.column(name).to_pylist() if self._facts is not None else []
+
+    @staticmethod
+    def _entries_of(table: Any) -> list[GalleryEntry]:
+        names = ("source", "in_memory", "pixel_hash", "file_hash", "grid_h", "grid_w", "label")
+        columns = [table.column(c).to_pylist() for c in names]
+        return [
+            GalleryEntry(int(src) if mem else src, ph, fh, (gh, gw), decode_label(label))
+            for src, mem, ph, fh, gh, gw, label in zip(*columns)
+        ]
 
     @property
     def entries(self) -> tuple[GalleryEntry, ...]:
-        """What the gallery knows of each image (source, content hashes, grid, label), in gallery order."""
+        """What the gallery knows of each image (source, content hashes, grid, label), in gallery order (built
+        once, on first use: at millions of images prefer :meth:`entry`)."""
         if self._entries is None:
-            columns = [
-                self._column(c) for c in ("source", "in_memory", "pixel_hash", "file_hash", "grid_h", "grid_w", "label")
-            ]
-            self._entries = tuple(
-                GalleryEntry(int(src) if mem else src, ph, fh, (gh, gw), decode_label(label))
-                for src, mem, ph, fh, gh, gw, label in zip(*columns)
-            )
+            self._entries = tuple(self._entries_of(self._facts)) if self._facts is not None else ()
         return self._entries
+
+    def entry(self, index: int) -> GalleryEntry:
+        """What the gallery knows of image ``index`` (read from the in-RAM Arrow table; no per-gallery objects)."""
+        index = self._check_index(index)
+        if self._entries is not None:
+            return self._entries[index]
+        return self._entries_of(self._facts.slice(index, 1))[0]
 
     @property
     def sources(self) -> list[str | int]:
@@ -294,11 +304,11 @@ class Gallery:
 
     def grid(self, index: int) -> tuple[int, int]:
         """The ``(h, w)`` feature grid of gallery image ``index``."""
-        return self.entries[self._check_index(index)].grid
+        return self.entry(index).grid
 
     def image(self, index: int) -> np.ndarray:
         """Gallery image ``index`` as an ``H x W x 3`` uint8 array (read from its file, or from ``images``)."""
-        entry = self.entries[self._check_index(index)]
+        entry = self.entry(index)
         if isinstance(entry.source, str):
             return load_image(entry.source)
         if self._images is None:
@@ -344,7 +354,7 @@ class Gallery:
         return out  # type: ignore[return-value]
 
     def _unchanged_image(self, index: int) -> np.ndarray:
-        entry = self.entries[index]
+        entry = self.entry(index)
         image = self.image(index)
         if isinstance(entry.source, str):
             if file_digest(entry.source) != entry.file_hash:
@@ -366,12 +376,13 @@ class Gallery:
         self.index = index
 
     def rows_with_pixels(self, pixel_hash: str) -> list[int]:
-        """Gallery positions of the images with these pixels (see ``_io.image_hash``)."""
-        if self._by_hash is None:
-            self._by_hash = {}
-            for i, h in enumerate(self._column("pixel_hash")):
-                self._by_hash.setdefault(h, []).append(i)
-        return self._by_hash.get(pixel_hash, [])
+        """Gallery positions of the images with these pixels (see ``_io.image_hash``): one vectorised compare."""
+        if self._facts is None:
+            return []
+        import pyarrow.compute as pc
+
+        found = pc.equal(self._facts.column("pixel_hash"), pixel_hash)
+        return np.flatnonzero(np.asarray(found.to_numpy(zero_copy_only=False), bool)).tolist()
 
     def query_weights(
         self,
@@ -450,7 +461,7 @@ class Gallery:
         for score, i, hit_feats in zip(scores.tolist(), indices, self.hit_features(indices)):
             ex = decompose(feats, hit_feats, s.pooling, s.p, s.normalize, s.head, check_values=False)
             region = ex.region_map("a", weights) if weights is not None else ex.map_b
-            entry = self.entries[i]
+            entry = self.entry(i)
             hits.append(Hit(i, entry.source, float(score), region, entry.label))
         return hits
 
@@ -515,6 +526,21 @@ def _plan(sources: list[Any], labels: list[Any] | None, existing: GalleryStore |
                 continue
             todo.append(BuildItem(i, src, label, None))
     return _Plan(todo, [key for key in known if key not in keep], reused)
+
+
+def _temporary_uri() -> str:
+    """A new dataset path in a temporary folder that is deleted when the process exits."""
+    folder = tempfile.mkdtemp(prefix="simvis-gallery-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return str(Path(folder) / "gallery.lance")
+
+
+def _concat_tables(tables: list[Any]) -> Any:
+    if not tables:
+        return None
+    import pyarrow as pa
+
+    return pa.concat_tables(tables)
 
 
 def _uri(path: str | os.PathLike) -> str:
