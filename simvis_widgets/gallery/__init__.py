@@ -118,7 +118,7 @@ class Gallery:
 
         def gallery_keys() -> Iterator[np.ndarray]:
             start = 0
-            for table, embeddings in store.scan():
+            for table, embeddings in store.scan(16384):  # bounded temporaries while opening
                 ok = np.asarray(table.column("error").is_null().to_numpy(zero_copy_only=False), bool)
                 for source, file_hash, error in zip(
                     *(table.column(c).to_pylist() for c in ("source", "file_hash", "error"))

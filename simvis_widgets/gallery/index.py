@@ -1,19 +1,23 @@
 """In-RAM search over a gallery's scoring keys: an int8 scan with integer accumulation, re-ranked exactly.
 
-Every score the gallery ranks by is one inner product ``score(b) = <k_b, q>`` with a per-image *key* ``k_b``
-(:mod:`simvis_widgets.gallery.keys`). The exact keys (float32) live in storage; this index keeps a quantised copy
-in RAM, one byte per value:
+Every score the gallery ranks by is one inner product ``score(b) = <k_b, q>`` with a per-image *key*
+``k_b = [u_b, t_b]`` (:mod:`simvis_widgets.gallery.keys`: ``u_b`` the scaled embedding, ``t_b`` its last value,
+the inverse norm). The exact keys (float32) live in storage; this index keeps ``t_b`` exactly and a quantised
+copy of ``u_b``, one byte per value:
 
-    k_b ~ s_b * i_b,   i_b = round(k_b / s_b) in [-127, 127]^D,   s_b = max|k_b| / 127        (same for q)
+    u_b ~ s_b * i_b,   i_b = round(u_b / s_b) in [-127, 127]^(D-1),   s_b = max|u_b| / 127      (same for q's u)
 
-and scans it with exact integer dot products (simsimd; no rounding inside the scan). The error of the scan is
-then bounded row by row, with no assumption on the data:
+and scans it with exact integer dot products (simsimd; no rounding inside the scan). The last value is kept apart
+because it is of another magnitude than the rest (``1/|e|`` next to the values of ``e/|e|``) and would set the
+scale of every row. The error of the scan is then bounded row by row, with no assumption on the data:
 
-    |<k_b, q> - s_b s_q <i_b, j>| <= |k_b - s_b i_b| |q| + |s_b i_b| |q - s_q j| + float32 slack  =: beta_b
+    |<k_b, q> - (s_b s_q <i_b, j> + t_b q_t)| <= |u_b - s_b i_b| |q_u| + |s_b i_b| |q_u - s_q j| + slack =: beta_b
 
-so after re-ranking the ``m`` best approximate candidates with their exact keys, the exact top-k is certified when
-the k-th exact score is >= the best approximate score left out plus ``max beta``; otherwise ``m`` grows (up to
-every row). The top-k and its scores therefore equal an exact float32 scan's, ties within float32 rounding aside.
+(``slack`` covers float32 rounding in the exact re-rank and float64 rounding here). The index keeps the largest
+of these norms over all rows, so one ``beta`` bounds every row. Re-ranking the ``m`` candidates with the best
+approximate scores by their exact keys certifies the exact top-k once the k-th exact score is >= the best
+approximate score left out plus ``beta``; otherwise more candidates are re-ranked (up to every row). The
+top-k and its scores therefore equal an exact float32 scan's, ties within float32 rounding aside.
 """
 
 from __future__ import annotations
@@ -103,62 +107,78 @@ def _quantise(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Int8Codes:
-    """Quantised keys and the per-row norms the error bound needs (all upper bounds, rounded up)."""
+    """Quantised keys (all values but the last), the exact last values, and the largest norms the error bound
+    needs (upper bounds over all rows, rounded up)."""
 
     codes: np.ndarray
     scales: np.ndarray
-    residuals: np.ndarray
-    code_norms: np.ndarray
-    key_norms: np.ndarray
+    tails: np.ndarray
+    max_residual: float
+    """max over rows of ``|u_b - s_b i_b|``."""
+    max_code_norm: float
+    """max over rows of ``|s_b i_b|``."""
+    max_key_norm: float
+    """max over rows of ``|k_b|``."""
+    max_tail: float
+    """max over rows of ``|t_b|``."""
 
     @classmethod
     def from_blocks(cls, blocks: Iterable[np.ndarray], dim: int) -> Int8Codes:
-        """Quantise float32 key blocks (consumed once, in row order).
+        """Quantise float32 key blocks of ``dim`` values (consumed once, in row order).
 
-        Norms are taken in units of each row's scale ``s``: ``|k| = s |k / s|``, ``|k - s i| = s |k / s - i|``
-        (the subtraction is exact: ``k / s`` is within 1/2 of the integer ``i``), ``|s i| = s sqrt(sum i^2)``
-        (an exact integer sum). The float32 rounding of ``k / s`` (at most ``127 * 2**-24`` per value) is added
+        Norms are taken in units of each row's scale ``s``: ``|u| = s |u / s|``, ``|u - s i| = s |u / s - i|``
+        (the subtraction is exact: ``u / s`` is within 1/2 of the integer ``i``), ``|s i| = s sqrt(sum i^2)``
+        (an exact integer sum). The float32 rounding of ``u / s`` (at most ``127 * 2**-24`` per value) is added
         to the residual as ``sqrt(D) 2**-16``; every norm is then rounded up by ``(D + 8) 2**-24``."""
-        codes, scales, residuals, code_norms, key_norms = [], [], [], [], []
+        if dim < 1:
+            raise GalleryError(f"keys need at least one value, got dim={dim}")
+        codes, scales, tails = [], [], []
+        res = cn = kn = tl = 0.0
         for block in blocks:
             block = np.ascontiguousarray(block, dtype=np.float32).reshape(-1, dim)
-            c, s, scaled = _quantise(block)
+            if not len(block):
+                continue
+            c, s, scaled = _quantise(block[:, :-1])
             s64 = s.astype(np.float64)
+            tail = block[:, -1].astype(np.float64)
             codes.append(c)
             scales.append(s64)
-            key_norms.append(s64 * row_norms(scaled))
-            code_norms.append(s64 * np.sqrt(np.einsum("ij,ij->i", c, c, dtype=np.int64).astype(np.float64)))
+            tails.append(tail)
+            body_norm = s64 * row_norms(scaled)
+            kn = max(kn, float(np.sqrt(body_norm**2 + tail**2).max()))
+            cn = max(cn, float((s64 * np.sqrt(np.einsum("ij,ij->i", c, c, dtype=np.int64))).max()))
+            tl = max(tl, float(np.abs(tail).max()))
             np.subtract(scaled, c, out=scaled)
-            residuals.append(s64 * (row_norms(scaled).astype(np.float64) + np.sqrt(dim) * 2.0**-16))
-
-        def joined(parts: list[np.ndarray], up: bool = True) -> np.ndarray:
-            out = np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
-            return out * (1 + (dim + 8) * 2.0**-24) if up else out
-
+            res = max(res, float((s64 * (row_norms(scaled).astype(np.float64) + np.sqrt(dim) * 2.0**-16)).max()))
+        up = 1 + (dim + 8) * 2.0**-24
         return cls(
-            codes=np.concatenate(codes) if codes else np.zeros((0, dim), np.int8),
-            scales=joined(scales, up=False),
-            residuals=joined(residuals),
-            code_norms=joined(code_norms),
-            key_norms=joined(key_norms),
+            codes=np.concatenate(codes) if codes else np.zeros((0, dim - 1), np.int8),
+            scales=np.concatenate(scales) if scales else np.zeros(0),
+            tails=np.concatenate(tails) if tails else np.zeros(0),
+            max_residual=res * up,
+            max_code_norm=cn * up,
+            max_key_norm=kn * up,
+            max_tail=tl,
         )
 
 
 class Int8Index:
     """Exact top-k by an int8 scan with integer accumulation and a certified float32 re-rank (module docstring).
 
-    RAM: ``D + 33`` bytes per row (about a quarter of a float32 matrix). Re-ranks from ``keys``."""
+    RAM: ``D + 15`` bytes per row (about a quarter of a float32 matrix). Re-ranks from ``keys``."""
 
     def __init__(self, keys: KeyRows, codes: Int8Codes, *, threads: int = 0) -> None:
-        if codes.codes.shape != (len(keys), keys.dim):
-            raise GalleryError(f"index built from {codes.codes.shape} keys; the gallery has {(len(keys), keys.dim)}")
+        if codes.codes.shape != (len(keys), keys.dim - 1):
+            raise GalleryError(
+                f"index built from {len(codes.codes)} keys of {codes.codes.shape[1] + 1} values; the gallery has "
+                f"{len(keys)} of {keys.dim}"
+            )
         self._keys = keys
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self._codes = codes.codes
         self._scales = codes.scales
-        self._residuals = codes.residuals
-        self._code_norms = codes.code_norms
-        self._key_norms = codes.key_norms
+        self._tails = codes.tails
+        self._bounds = codes
         self.reranked = 0
         """Rows re-ranked exactly by the last search (for benchmarks)."""
 
@@ -170,51 +190,65 @@ class Int8Index:
     @property
     def nbytes(self) -> int:
         """RAM held by the index."""
-        return int(
-            self._codes.nbytes
-            + self._scales.nbytes
-            + self._residuals.nbytes
-            + self._code_norms.nbytes
-            + self._key_norms.nbytes
-        )
+        return int(self._codes.nbytes + self._scales.nbytes + self._tails.nbytes)
 
-    def upper_bounds(self, query: np.ndarray) -> np.ndarray:
-        """For every row, a number >= its exact score ``<k_b, query>`` (module docstring)."""
+    def _approximate(self, query: np.ndarray) -> tuple[np.ndarray, float]:
+        """The scan's scores ``approx_b`` (float64) and ``beta``, a bound on ``|<k_b, query> - approx_b|`` that
+        holds for every row (module docstring; the maxima over rows replace the per-row norms)."""
         import simsimd
 
         q = np.asarray(query, dtype=np.float32)
-        if q.shape != (self._keys.dim,):
-            raise GalleryError(f"query has shape {q.shape}; the index's keys have ({self._keys.dim},)")
+        dim = self._keys.dim
+        if q.shape != (dim,):
+            raise GalleryError(f"query has shape {q.shape}; the index's keys have ({dim},)")
         if not np.isfinite(q).all():
             raise GalleryError("query vector is not finite")
-        q_codes, q_scale, _ = _quantise(q[None])
-        q_norm = float(np.linalg.norm(q.astype(np.float64)))
-        q_residual = float(np.linalg.norm(q.astype(np.float64) - q_codes[0].astype(np.float64) * q_scale[0]))
-        if len(self._codes) == 0:
-            return np.zeros(0)
-        dots = np.asarray(simsimd.cdist(q_codes, self._codes, metric="dot", threads=self.threads), np.float64)[0]
-        approx = dots * self._scales * float(q_scale[0])
-        # float32 rounding of the exact re-rank: relative, plus absolute steps of 2**-149 among subnormals.
-        slack = FLOAT32_SLACK * (self._keys.dim + 2) * self._key_norms * q_norm + (self._keys.dim + 2) * 2.0**-149
-        beta = self._residuals * q_norm + self._code_norms * q_residual * (1 + 1e-6) + slack
-        return approx + np.abs(approx) * 1e-9 + beta
+        body, q_tail = q[:-1].astype(np.float64), float(q[-1])
+        q_codes, q_scale, _ = _quantise(q[None, :-1])
+        q_approx = q_codes[0].astype(np.float64) * float(q_scale[0])
+        q_residual = float(np.linalg.norm(body - q_approx))
+        if len(self._codes) and self._codes.shape[1]:
+            approx = np.asarray(simsimd.cdist(q_codes, self._codes, metric="dot", threads=self.threads), np.float64)
+            approx = approx.reshape(-1)
+            approx *= self._scales
+            approx *= float(q_scale[0])
+        else:
+            approx = np.zeros(len(self._codes))
+        if q_tail:
+            approx += self._tails * q_tail
+        b = self._bounds
+        beta = (
+            b.max_residual * float(np.linalg.norm(body))
+            + b.max_code_norm * q_residual * (1 + 1e-6)
+            # float32 rounding of the exact re-rank: relative, plus absolute steps of 2**-149 among subnormals
+            + FLOAT32_SLACK * (dim + 2) * b.max_key_norm * float(np.linalg.norm(q.astype(np.float64)))
+            + (dim + 2) * 2.0**-149
+            # float64 rounding of approx itself (four operations)
+            + 2.0**-50 * (b.max_code_norm * float(np.linalg.norm(q_approx)) + b.max_tail * abs(q_tail))
+        )
+        return approx, beta
+
+    def upper_bounds(self, query: np.ndarray) -> np.ndarray:
+        """For every row, a number >= its exact score ``<k_b, query>``: ``approx_b + beta``."""
+        approx, beta = self._approximate(query)
+        return approx + beta
 
     def search(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The exact top-``k`` rows of ``<k_b, query>`` (scores float32, best first), never a row of ``exclude``."""
-        upper = self.upper_bounds(query)
+        approx, beta = self._approximate(query)
         if exclude is not None and len(exclude):
-            upper[np.asarray(exclude, dtype=np.int64)] = -np.inf
-        eligible = int(np.isfinite(upper).sum())
+            approx[np.asarray(exclude, dtype=np.int64)] = -np.inf
+        eligible = int(np.isfinite(approx).sum())
         k = min(k, eligible)
         if k <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         m = min(eligible, max(4 * k, k + 32))
         while True:
             if m < eligible:
-                part = np.argpartition(-upper, m)
-                cands, bound_outside = part[:m], float(upper[part[m]])
+                part = np.argpartition(approx, len(approx) - m - 1)
+                cands, bound_outside = part[-m:], float(approx[part[-m - 1]]) + beta
             else:
-                cands, bound_outside = np.flatnonzero(np.isfinite(upper)), -np.inf
+                cands, bound_outside = np.flatnonzero(np.isfinite(approx)), -np.inf
             scores = exact_scores(self._keys.keys(cands), np.asarray(query, np.float32))
             order = np.lexsort((cands, -scores.astype(np.float64)))[:k]
             if float(scores[order[-1]]) >= bound_outside or m >= eligible:
