@@ -20,9 +20,12 @@ oracle is independent of both indexes.
 
 Run from the repository root::
 
-    python -m benchmarks.bench_ann                 # ~30-40 minutes on 2 CPU cores, ~17 GB of disk at peak
+    python -m benchmarks.bench_ann                 # ~15 minutes on 2 CPU cores; 10.3 GB of disk at peak
     python -m benchmarks.bench_ann --quick         # 50k x 1280 and 200k x 256: ~2 minutes
-    python -m benchmarks.bench_ann --parts 2 --json benchmarks/results_ann_cpu.json
+    python -m benchmarks.bench_ann --parts 2 1 --rows2 3000000 --json benchmarks/results_ann_cpu.json
+
+``--rows2`` shrinks part 2 where disk or time is short (10M x 256 is 10.3 GB of Lance data); each part's table
+is printed (and the JSON written) as soon as the part is done.
 
 The datasets are deleted at the end (``--keep`` keeps them). Timings on a shared machine are noisy: the load
 average at start and end is printed, with a warning when it was high.
@@ -35,7 +38,7 @@ import gc
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +55,7 @@ from benchmarks.harness import (
     verdict,
     write_json,
 )
-from simvis_widgets.gallery.ann import IvfPqIndex, default_probes
+from simvis_widgets.gallery.ann import IvfPqIndex, default_candidates, default_probes
 
 K = 10
 PACKAGES = ("faiss-cpu", "pylance", "pyarrow", "numpy")
@@ -82,7 +85,7 @@ class Part:
 class Settings:
     parts: tuple[Part, ...] = (
         Part("1M x 1280", 1_000_000, 1280, 1_000, 1024, 256, (8, 16, 32), (100, 200, 400), True, False),
-        Part("10M x 256", 10_000_000, 256, 10_000, 1024, 64, (8, 16, 32), (100, 200, 400), False, True),
+        Part("10M x 256", 10_000_000, 256, 10_000, 4096, 64, (32, 64, 128), (100, 200, 400), False, True),
     )
     queries: int = 50
     noise: float = 1.0
@@ -328,7 +331,10 @@ def run_part(part: Part, s: Settings, log: Callable[[str], None]) -> PartResult:
 
     gc.collect()
     reset_peak_rss()
-    settings = sorted({(p, c) for p in part.probes for c in part.candidates} | {(default_probes(part.lists), 100)})
+    settings = sorted(
+        {(p, c) for p in part.probes for c in part.candidates}
+        | {(default_probes(part.lists, part.rows), default_candidates(K))}
+    )
     for p, c in settings:
         index.probes, index.candidates = p, c
         exact_ok = True
@@ -436,22 +442,38 @@ def format_part(r: PartResult) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = arg_parser(__doc__, "50k x 1280 and 200k x 256 instead of 1M and 10M (~2 minutes)")
-    ap.add_argument("--parts", type=int, nargs="+", default=[1, 2], choices=[1, 2])
+    ap.add_argument("--parts", type=int, nargs="+", default=[1, 2], choices=[1, 2], help="parts to run, in this order")
     ap.add_argument("--keep", action="store_true", help=f"keep {ROOT} at the end")
+    ap.add_argument("--lists2", type=int, help="IVF cells of part 2 (default 4096)")
+    ap.add_argument("--probes2", type=int, nargs="+", help="probes swept in part 2 (default 32 64 128)")
+    ap.add_argument(
+        "--rows2",
+        type=int,
+        help="rows of part 2 (default 10M): less where the disk (4.1 GB a 1M rows) or time is short",
+    )
     return ap.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     s = QUICK if args.quick else Settings()
-    s = Settings(**{**asdict(s), "parts": s.parts, "threads": args.threads})
+    parts = s.parts
+    if args.lists2 or args.probes2:
+        two = parts[1]
+        parts = (parts[0], replace(two, lists=args.lists2 or two.lists, probes=tuple(args.probes2 or two.probes)))
+    if args.rows2:
+        two = parts[1]
+        name = f"{args.rows2 / 1e6:g}M x {two.dim}" if args.rows2 >= 1e6 else f"{args.rows2:,} x {two.dim}"
+        parts = (parts[0], replace(two, name=name, rows=args.rows2, centres=max(1, args.rows2 // 1000)))
+    s = Settings(**{**asdict(s), "parts": parts, "threads": args.threads})
     run = Run.start(None)
     ROOT.mkdir(parents=True, exist_ok=True)
     results = []
     try:
-        for i, part in enumerate(s.parts, start=1):
-            if i in args.parts:
-                results.append(run_part(part, s, run.log))
+        for i in args.parts:  # in the order given
+            results.append(run_part(s.parts[i - 1], s, run.log))
+            print(format_part(results[-1]), flush=True)  # as soon as it is known (repeated below)
+            write_json(args.json, {"settings": to_jsonable(s), "parts": [to_jsonable(r) for r in results]})
     finally:
         if not args.keep:
             shutil.rmtree(ROOT, ignore_errors=True)
