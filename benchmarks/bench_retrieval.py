@@ -1,6 +1,6 @@
 """Benchmark: region retrieval over the Lance gallery -- exact search at scale, indexing, browser refresh, storage, quality.
 
-Five measurements in one run, on the CPU (``--threads``, default 2, for torch; the int8 scan uses
+Six measurements in one run, on the CPU (``--threads``, default 2, for torch; the int8 scan uses
 ``Int8Index.threads`` = min(4, cores)):
 
 1. **Exact search vs gallery size.** For N = 10k, 100k, 1M synthetic embeddings (standard normal rows,
@@ -79,6 +79,10 @@ Five measurements in one run, on the CPU (``--threads``, default 2, for torch; t
    itself left out (``exclude_self=True``), and for region queries -- each photo's first view with a box over its
    central half (``box=(w/4, h/4, 3w/4, 3h/4)``) -- precision@1 / mAP of region search, next to whole-image
    search for the same 10 queries. Informational: whatever comes out.
+6. **Approximate search** (galleries too big to scan): the parts of ``benchmarks/bench_ann.py`` in this run --
+   FAISS IVF-PQ + exact re-rank (``IvfPqIndex``) against Lance's own IVF_PQ on 1M x 1280, and 10M x 256
+   clustered keys (goals: recall@10 >= 0.95 against exact, p50 <= 50 ms, peak RSS <= 4 GB); ``--quick``: 50k x
+   1280 and 200k x 256. About 15 minutes and 10 GB of disk at full size.
 
 Run from the repository root::
 
@@ -1243,8 +1247,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--parts",
         type=int,
         nargs="+",
-        default=[1, 2, 3, 4, 5],
-        choices=[1, 2, 3, 4, 5],
+        default=[1, 2, 3, 4, 5, 6],
+        choices=[1, 2, 3, 4, 5, 6],
         help="which parts to run (default: all)",
     )
     ap.add_argument(
@@ -1322,6 +1326,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             st = bench_storage(sessions[1280], s, tmp, log)
             out["storage"] = st
             lines += format_storage(st, s) + [""]
+        if 6 in parts:
+            from benchmarks import bench_ann
+
+            log("(6) approximate search (bench_ann's parts) ...")
+            ann_settings = bench_ann.QUICK if (s.quick or args.smoke) else bench_ann.Settings()
+            bench_ann.ROOT.mkdir(parents=True, exist_ok=True)
+            try:
+                ann = [bench_ann.run_part(part, ann_settings, log) for part in ann_settings.parts]
+            finally:
+                shutil.rmtree(bench_ann.ROOT, ignore_errors=True)
+            out["approximate"] = ann
+            lines += ["(6) approximate search: FAISS IVF-PQ + exact re-rank (see benchmarks/bench_ann.py)"]
+            lines += [bench_ann.format_part(r) for r in ann] + [""]
         if 5 in parts:
             log("(5) quality ...")
             qual = bench_quality(s, tmp, log)

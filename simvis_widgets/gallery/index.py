@@ -13,10 +13,10 @@ scale of every row. The error of the scan is then bounded row by row, with no as
 
     |<k_b, q> - (s_b s_q <i_b, j> + t_b q_t)| <= |u_b - s_b i_b| |q_u| + |s_b i_b| |q_u - s_q j| + slack =: beta_b
 
-(``slack`` covers float32 rounding in the exact re-rank and float64 rounding here). The index keeps the largest
-of these norms over all rows, so one ``beta`` bounds every row. Re-ranking the ``m`` candidates with the best
-approximate scores by their exact keys certifies the exact top-k once the k-th exact score is >= the best
-approximate score left out plus ``beta``; otherwise more candidates are re-ranked (up to every row). The
+(``slack`` covers float32 rounding in the exact re-rank and float64 rounding here). A search re-ranks the best
+``max(2k, k + 32)`` rows by approximate score with their exact keys; then every other row whose upper bound
+``approx_b + beta_b`` reaches the k-th exact score is re-ranked too (found through the largest ``beta`` over all
+rows, then each row's own), until none is left. The
 top-k and its scores therefore equal an exact float32 scan's, ties within float32 rounding aside.
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -107,20 +107,18 @@ def _quantise(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Int8Codes:
-    """Quantised keys (all values but the last), the exact last values, and the largest norms the error bound
-    needs (upper bounds over all rows, rounded up)."""
+    """Quantised keys (all values but the last), the exact last values, and per row the norms the error bound
+    needs (upper bounds, rounded up)."""
 
     codes: np.ndarray
     scales: np.ndarray
     tails: np.ndarray
-    max_residual: float
-    """max over rows of ``|u_b - s_b i_b|``."""
-    max_code_norm: float
-    """max over rows of ``|s_b i_b|``."""
-    max_key_norm: float
-    """max over rows of ``|k_b|``."""
-    max_tail: float
-    """max over rows of ``|t_b|``."""
+    residuals: np.ndarray
+    """``|u_b - s_b i_b|``."""
+    code_norms: np.ndarray
+    """``|s_b i_b|``."""
+    key_norms: np.ndarray
+    """``|k_b|``."""
 
     @classmethod
     def from_blocks(cls, blocks: Iterable[np.ndarray], dim: int) -> Int8Codes:
@@ -132,40 +130,65 @@ class Int8Codes:
         to the residual as ``sqrt(D) 2**-16``; every norm is then rounded up by ``(D + 8) 2**-24``."""
         if dim < 1:
             raise GalleryError(f"keys need at least one value, got dim={dim}")
-        codes, scales, tails = [], [], []
-        res = cn = kn = tl = 0.0
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in ("codes", "scales", "tails", "res", "cn", "kn")}
         for block in blocks:
             block = np.ascontiguousarray(block, dtype=np.float32).reshape(-1, dim)
-            if not len(block):
-                continue
             c, s, scaled = _quantise(block[:, :-1])
             s64 = s.astype(np.float64)
             tail = block[:, -1].astype(np.float64)
-            codes.append(c)
-            scales.append(s64)
-            tails.append(tail)
+            parts["codes"].append(c)
+            parts["scales"].append(s64)
+            parts["tails"].append(tail)
             body_norm = s64 * row_norms(scaled)
-            kn = max(kn, float(np.sqrt(body_norm**2 + tail**2).max()))
-            cn = max(cn, float((s64 * np.sqrt(np.einsum("ij,ij->i", c, c, dtype=np.int64))).max()))
-            tl = max(tl, float(np.abs(tail).max()))
+            parts["kn"].append(np.sqrt(body_norm**2 + tail**2))
+            parts["cn"].append(s64 * np.sqrt(np.einsum("ij,ij->i", c, c, dtype=np.int64).astype(np.float64)))
             np.subtract(scaled, c, out=scaled)
-            res = max(res, float((s64 * (row_norms(scaled).astype(np.float64) + np.sqrt(dim) * 2.0**-16)).max()))
-        up = 1 + (dim + 8) * 2.0**-24
+            parts["res"].append(s64 * (row_norms(scaled).astype(np.float64) + np.sqrt(dim) * 2.0**-16))
+
+        def joined(name: str, up: bool = True) -> np.ndarray:
+            out = np.concatenate(parts[name]).astype(np.float64) if parts[name] else np.zeros(0)
+            return out * (1 + (dim + 8) * 2.0**-24) if up else out
+
         return cls(
-            codes=np.concatenate(codes) if codes else np.zeros((0, dim - 1), np.int8),
-            scales=np.concatenate(scales) if scales else np.zeros(0),
-            tails=np.concatenate(tails) if tails else np.zeros(0),
-            max_residual=res * up,
-            max_code_norm=cn * up,
-            max_key_norm=kn * up,
-            max_tail=tl,
+            codes=np.concatenate(parts["codes"]) if parts["codes"] else np.zeros((0, dim - 1), np.int8),
+            scales=joined("scales", up=False),
+            tails=joined("tails", up=False),
+            residuals=joined("res"),
+            code_norms=joined("cn"),
+            key_norms=joined("kn"),
+        )
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """One query's scan: the approximate scores of every row and the query's terms of the error bound."""
+
+    approx: np.ndarray
+    body_norm: float
+    q_residual: float
+    q_norm: float
+    q_code_norm: float
+    q_tail: float
+    dim: int
+
+    def beta(self, residual: Any, code_norm: Any, key_norm: Any, tail: Any) -> Any:
+        """The bound on ``|<k_b, q> - approx_b|`` of rows with these norms (arrays, or maxima: then it bounds
+        every row)."""
+        return (
+            residual * self.body_norm
+            + code_norm * (self.q_residual * (1 + 1e-6))
+            # float32 rounding of the exact re-rank: relative, plus absolute steps of 2**-149 among subnormals
+            + key_norm * (FLOAT32_SLACK * (self.dim + 2) * self.q_norm)
+            + (self.dim + 2) * 2.0**-149
+            # float64 rounding of approx itself (four operations)
+            + 2.0**-50 * (code_norm * self.q_code_norm + np.abs(tail) * abs(self.q_tail))
         )
 
 
 class Int8Index:
     """Exact top-k by an int8 scan with integer accumulation and a certified float32 re-rank (module docstring).
 
-    RAM: ``D + 15`` bytes per row (about a quarter of a float32 matrix). Re-ranks from ``keys``."""
+    RAM: ``D + 39`` bytes per row (about a quarter of a float32 matrix). Re-ranks from ``keys``."""
 
     def __init__(self, keys: KeyRows, codes: Int8Codes, *, threads: int = 0) -> None:
         if codes.codes.shape != (len(keys), keys.dim - 1):
@@ -178,7 +201,8 @@ class Int8Index:
         self._codes = codes.codes
         self._scales = codes.scales
         self._tails = codes.tails
-        self._bounds = codes
+        self._residuals, self._code_norms, self._key_norms = codes.residuals, codes.code_norms, codes.key_norms
+        self._maxima = tuple(float(a.max()) if len(a) else 0.0 for a in (*self._norms(), np.abs(codes.tails)))
         self.reranked = 0
         """Rows re-ranked exactly by the last search (for benchmarks)."""
 
@@ -187,14 +211,16 @@ class Int8Index:
         """An index over all of ``keys``."""
         return cls(keys, Int8Codes.from_blocks(keys.blocks(rows_per_block), keys.dim))
 
+    def _norms(self, rows: Any = slice(None)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._residuals[rows], self._code_norms[rows], self._key_norms[rows]
+
     @property
     def nbytes(self) -> int:
         """RAM held by the index."""
-        return int(self._codes.nbytes + self._scales.nbytes + self._tails.nbytes)
+        arrays = (self._codes, self._scales, self._tails, *self._norms())
+        return int(sum(a.nbytes for a in arrays))
 
-    def _approximate(self, query: np.ndarray) -> tuple[np.ndarray, float]:
-        """The scan's scores ``approx_b`` (float64) and ``beta``, a bound on ``|<k_b, query> - approx_b|`` that
-        holds for every row (module docstring; the maxima over rows replace the per-row norms)."""
+    def _scan(self, query: np.ndarray) -> _Scan:
         import simsimd
 
         q = np.asarray(query, dtype=np.float32)
@@ -206,7 +232,6 @@ class Int8Index:
         body, q_tail = q[:-1].astype(np.float64), float(q[-1])
         q_codes, q_scale, _ = _quantise(q[None, :-1])
         q_approx = q_codes[0].astype(np.float64) * float(q_scale[0])
-        q_residual = float(np.linalg.norm(body - q_approx))
         if len(self._codes) and self._codes.shape[1]:
             approx = np.asarray(simsimd.cdist(q_codes, self._codes, metric="dot", threads=self.threads), np.float64)
             approx = approx.reshape(-1)
@@ -216,42 +241,48 @@ class Int8Index:
             approx = np.zeros(len(self._codes))
         if q_tail:
             approx += self._tails * q_tail
-        b = self._bounds
-        beta = (
-            b.max_residual * float(np.linalg.norm(body))
-            + b.max_code_norm * q_residual * (1 + 1e-6)
-            # float32 rounding of the exact re-rank: relative, plus absolute steps of 2**-149 among subnormals
-            + FLOAT32_SLACK * (dim + 2) * b.max_key_norm * float(np.linalg.norm(q.astype(np.float64)))
-            + (dim + 2) * 2.0**-149
-            # float64 rounding of approx itself (four operations)
-            + 2.0**-50 * (b.max_code_norm * float(np.linalg.norm(q_approx)) + b.max_tail * abs(q_tail))
+        return _Scan(
+            approx=approx,
+            body_norm=float(np.linalg.norm(body)),
+            q_residual=float(np.linalg.norm(body - q_approx)),
+            q_norm=float(np.linalg.norm(q.astype(np.float64))),
+            q_code_norm=float(np.linalg.norm(q_approx)),
+            q_tail=q_tail,
+            dim=dim,
         )
-        return approx, beta
 
     def upper_bounds(self, query: np.ndarray) -> np.ndarray:
-        """For every row, a number >= its exact score ``<k_b, query>``: ``approx_b + beta``."""
-        approx, beta = self._approximate(query)
-        return approx + beta
+        """For every row, a number >= its exact score ``<k_b, query>``: ``approx_b + beta_b``."""
+        scan = self._scan(query)
+        return np.asarray(scan.approx + scan.beta(*self._norms(), self._tails))
 
     def search(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The exact top-``k`` rows of ``<k_b, query>`` (scores float32, best first), never a row of ``exclude``."""
-        approx, beta = self._approximate(query)
-        if exclude is not None and len(exclude):
-            approx[np.asarray(exclude, dtype=np.int64)] = -np.inf
-        eligible = int(np.isfinite(approx).sum())
+        scan = self._scan(query)
+        approx = scan.approx
+        q = np.asarray(query, np.float32)
+        excluded = np.unique(np.asarray(exclude, dtype=np.int64)) if exclude is not None else np.zeros(0, np.int64)
+        approx[excluded] = -np.inf
+        eligible = len(approx) - len(excluded)
         k = min(k, eligible)
         if k <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        m = min(eligible, max(4 * k, k + 32))
-        while True:
-            if m < eligible:
-                part = np.argpartition(approx, len(approx) - m - 1)
-                cands, bound_outside = part[-m:], float(approx[part[-m - 1]]) + beta
-            else:
-                cands, bound_outside = np.flatnonzero(np.isfinite(approx)), -np.inf
-            scores = exact_scores(self._keys.keys(cands), np.asarray(query, np.float32))
-            order = np.lexsort((cands, -scores.astype(np.float64)))[:k]
-            if float(scores[order[-1]]) >= bound_outside or m >= eligible:
-                self.reranked = len(cands)
-                return scores[order].astype(np.float32), cands[order].astype(np.int64)
-            m = min(eligible, 4 * m)
+        m = min(eligible, max(2 * k, k + 32))
+        cands = np.argpartition(approx, len(approx) - m)[-m:] if m < len(approx) else np.flatnonzero(approx > -np.inf)
+        scores = exact_scores(self._keys.keys(cands), q)
+        beta_max = float(scan.beta(*self._maxima))
+        while len(cands) < eligible:
+            # Rows outside the candidates that could still beat the k-th exact score: first by the one bound
+            # that holds for every row, then by each row's own bound; those are re-ranked too.
+            kth = float(np.partition(scores, len(scores) - k)[len(scores) - k])
+            maybe = np.flatnonzero(approx >= kth - beta_max)
+            maybe = maybe[~np.isin(maybe, cands, assume_unique=True)]
+            upper = approx[maybe] + scan.beta(*self._norms(maybe), self._tails[maybe])
+            need = maybe[upper >= kth]
+            if not len(need):
+                break
+            cands = np.concatenate([cands, need])
+            scores = np.concatenate([scores, exact_scores(self._keys.keys(need), q)])
+        self.reranked = len(cands)
+        order = np.lexsort((cands, -scores.astype(np.float64)))[:k]
+        return scores[order].astype(np.float32), cands[order].astype(np.int64)
