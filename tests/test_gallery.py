@@ -513,3 +513,31 @@ def test_embeddings_a_gallery_cannot_score_are_refused_before_any_commit(
         Gallery.build(views.images[:3], session, tmp_path / "g", batch_size=2, commit_every=1, progress=False)
     session.batch_features = real  # type: ignore[method-assign]
     assert len(Gallery.open(tmp_path / "g", session, images=views.images)) == 2  # the good first batch was kept
+
+
+def test_re_rank_keys_are_cached_within_a_bound_and_equal_the_stored_ones(
+    views: sv.datasets.DemoViews, tmp_path: Path
+) -> None:
+    from simvis_widgets.gallery import StoreKeys
+
+    session = _tiny_session()
+    built = Gallery.build(views.images, session, tmp_path / "g", progress=False)
+    stored = built.embeddings.numpy()
+    row_bytes = 4 * stored.shape[1]
+    keys = StoreKeys(built.store, np.arange(len(built)), None, session.normalize, cache_bytes=3 * row_bytes)
+    reads = []
+    real_take = built.store.take
+
+    def counting_take(rows: np.ndarray, **kw: bool):  # type: ignore[no-untyped-def]
+        reads.append(len(rows))
+        return real_take(rows, **kw)
+
+    built.store.take = counting_take  # type: ignore[method-assign]
+    np.testing.assert_array_equal(keys.embeddings(np.array([4, 1, 4])), stored[[4, 1, 4]])
+    np.testing.assert_array_equal(keys.embeddings(np.array([1, 4])), stored[[1, 4]])
+    assert reads == [3]  # the second read came from the cache
+    np.testing.assert_array_equal(keys.embeddings(np.array([0, 2])), stored[[0, 2]])  # 4 rows: the oldest goes
+    np.testing.assert_array_equal(keys.embeddings(np.array([1])), stored[[1]])
+    assert reads == [3, 2, 1]
+    np.testing.assert_array_equal(keys.embeddings(np.arange(5)), stored[:5])  # more than the cache: read through
+    assert reads[-1] == 5

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,10 +71,23 @@ class GalleryEntry:
 
 
 class StoreKeys:
-    """:class:`~.index.KeyRows` of a gallery: keys computed from the stored (verified) embeddings."""
+    """:class:`~.index.KeyRows` of a gallery: keys computed from the stored (verified) embeddings.
 
-    def __init__(self, store: GalleryStore, rows: np.ndarray, bias: np.ndarray | None, normalize: bool) -> None:
+    The embeddings of rows read for re-ranking are kept in a small LRU cache (``cache_bytes``): successive
+    searches of a paint stroke re-rank mostly the same rows. The dataset version is pinned, so a cached row is the
+    stored row."""
+
+    def __init__(
+        self,
+        store: GalleryStore,
+        rows: np.ndarray,
+        bias: np.ndarray | None,
+        normalize: bool,
+        cache_bytes: int = 64 << 20,
+    ) -> None:
         self._store, self._rows, self._bias, self._normalize = store, rows, bias, normalize
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_rows = max(0, cache_bytes // (4 * max(1, store.info.dim)))
 
     @property
     def dim(self) -> int:
@@ -83,8 +97,23 @@ class StoreKeys:
         return len(self._rows)
 
     def embeddings(self, rows: np.ndarray) -> np.ndarray:
-        _, emb, _ = self._store.take(self._rows[np.asarray(rows, dtype=np.int64)])
-        return emb
+        """``(len(rows), D)`` float32 embeddings of gallery rows ``rows``, verified when read from storage."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) > self._cache_rows:  # a bulk read (whole gallery, blocks): no caching
+            _, emb, _ = self._store.take(self._rows[rows])
+            return emb
+        missing = [int(r) for r in rows if int(r) not in self._cache]
+        if missing:
+            _, emb, _ = self._store.take(self._rows[np.asarray(missing, dtype=np.int64)])
+            for r, e in zip(missing, emb):
+                self._cache[r] = e
+        out = np.empty((len(rows), self._store.info.dim), np.float32)
+        for i, r in enumerate(rows.tolist()):
+            out[i] = self._cache[r]
+            self._cache.move_to_end(r)
+        while len(self._cache) > self._cache_rows:
+            self._cache.popitem(last=False)
+        return out
 
     def keys(self, rows: np.ndarray) -> np.ndarray:
         return scoring_keys(self.embeddings(rows), self._bias, self._normalize)
