@@ -162,6 +162,8 @@ class Settings:
     batch_size: int = 16
     browser_gallery: int = 1_000_000
     browser_max_search_s: float = 3.0
+    browser_index: str = "exact"
+    """Part (3)'s index: "exact" (the gallery's Int8Index) or "ivfpq" (IvfPqIndex.build(gallery.keys))."""
     strokes: int = 8
     stroke_moves: int = 40
     storage_images: int = 1_000
@@ -705,9 +707,16 @@ thumbs, _ = thumbnails()
 _t0 = time.perf_counter()
 gallery = Gallery.open({uri!r}, session, images=[thumbs[i % len(thumbs)] for i in range({n})])
 open_s = time.perf_counter() - _t0
+{index_code}
 query = sv.datasets.demo_image("motorcycle_left")
 print(f"opened in {{open_s:.1f}} s")
 gallery"""
+
+IVFPQ_CODE = """from simvis_widgets.gallery.ann import IvfPqIndex
+
+_t0 = time.perf_counter()
+gallery.use_index(IvfPqIndex.build(gallery.keys))
+print(f"IVF-PQ index built in {time.perf_counter() - _t0:.0f} s")"""
 
 PROBE = """import time as _time
 _t0 = _time.perf_counter()
@@ -795,6 +804,7 @@ print(json.dumps(out))"""
 @dataclass
 class BrowserResult:
     gallery: int = 0
+    index: str = "exact"
     strokes: int = 0
     sends: int = 0
     trace_ms: list[float] = field(default_factory=list)
@@ -866,11 +876,17 @@ def browser_dataset(
 def bench_browser(s: Settings, synth: Synthetic, log: Callable[[str], None]) -> BrowserResult:
     jb = jupyter_browser()
     open_and_run, kernel_exec = jb.open_and_run, jb.kernel_exec
-    res = BrowserResult(gallery=synth.n, strokes=s.strokes)
+    res = BrowserResult(gallery=synth.n, index=s.browser_index, strokes=s.strokes)
     t_start = time.perf_counter()
     nb = notebook(
         [
-            SETUP_CELL.format(threads=s.threads, n=synth.n, uri=synth.uri, thumbs_code=THUMBS_CODE),
+            SETUP_CELL.format(
+                threads=s.threads,
+                n=synth.n,
+                uri=synth.uri,
+                thumbs_code=THUMBS_CODE,
+                index_code=IVFPQ_CODE if s.browser_index == "ivfpq" else "",
+            ),
             "explorer = sv.RetrievalExplorer(session, gallery, query)\nexplorer",
         ]
     )
@@ -972,7 +988,7 @@ def format_browser(r: BrowserResult) -> list[str]:
     lines = [
         (
             f"(3) paint stroke -> strip refreshed in JupyterLab + headless Chromium, RetrievalExplorer on a {r.gallery:,}-image "
-            f"synthetic Lance gallery (1280-d, 1x1 stored features, k=8, exclude_self), {r.strokes} strokes at 60 Hz, "
+            f"synthetic Lance gallery (1280-d, 1x1 stored features, k=8, exclude_self, {r.index} index), {r.strokes} strokes at 60 Hz, "
             f"query grid {r.query_grid}"
         ),
     ]
@@ -1262,6 +1278,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="part 3 paints no strokes when one explorer.search() takes longer (seconds, default 3)",
     )
     ap.add_argument(
+        "--browser-index",
+        choices=["exact", "ivfpq"],
+        help="part 3's index: the exact Int8Index (default) or IVF-PQ with exact re-rank",
+    )
+    ap.add_argument(
         "--wait-load",
         type=float,
         nargs="?",
@@ -1282,6 +1303,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         dims=tuple(args.dims) if args.dims else None,
         browser_gallery=args.browser_gallery,
         browser_max_search_s=args.browser_max_search,
+        browser_index=args.browser_index,
     )
     run = Run.start(s.threads, wait_load=args.wait_load)
     log = run.log
