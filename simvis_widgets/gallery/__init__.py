@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections import OrderedDict
@@ -167,6 +169,7 @@ class Gallery:
         self.index: SearchIndex = Int8Index(self.keys, codes)
         """What :meth:`search` ranks with: the exact :class:`.index.Int8Index` unless :meth:`use_index` set another."""
         self._entries: tuple[GalleryEntry, ...] | None = None
+        _release_freed_memory()
         self.reused = 0
         """Images already in the dataset (unchanged) at the last :meth:`build`."""
         self.embedded = len(self)
@@ -555,6 +558,18 @@ def _plan(sources: list[Any], labels: list[Any] | None, existing: GalleryStore |
                 continue
             todo.append(BuildItem(i, src, label, None))
     return _Plan(todo, [key for key in known if key not in keep], reused)
+
+
+def _release_freed_memory() -> None:
+    """Give the memory freed while opening (read buffers, per-block temporaries) back to the system: Arrow's pool
+    and glibc's heap otherwise keep it (measured: +1.3 GB of RSS for a 0.45 GB index at 300k rows; 0.77 GB after
+    this)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _temporary_uri() -> str:
