@@ -792,7 +792,7 @@ out = {{
     'search_features': med(lambda: gallery.search_features(enc.features, wt, 8, exclude=enc.hash)),
     'search_features_no_exclude': med(lambda: gallery.search_features(enc.features, wt, 8)),
     'index_search': med(lambda: gallery.index.search(kq, 8)),
-    'reranked': gallery.index.reranked,
+    'reranked': getattr(gallery.index, "reranked", None),
     'hit_features': med(lambda: gallery.hit_features(hits)),
     'hit_grid': list(gallery.grid(hits[0])),
     'open_s': open_s,

@@ -6,6 +6,7 @@ import { Panel, el, initRoot, onPointerMove } from "./common.js";
 
 const TOOLS = ["paint", "box", "hover"];
 const SEND_EVERY_MS = 50;
+const IN_FLIGHT_WAIT_MS = 1000;
 
 class RetrievalView {
   constructor(model, root) {
@@ -97,9 +98,19 @@ class RetrievalView {
     return q.maskPixels > 0 ? q.weights : null;
   }
 
-  /** Send the region's cell weights: now if the last send is SEND_EVERY_MS old, else once when it is. */
+  /** Send the region's cell weights: now if the last send is SEND_EVERY_MS old, else once when it is; and at most
+   * one request in flight: while the kernel searches, the newest region waits and goes as soon as the results
+   * come (or after IN_FLIGHT_WAIT_MS without them), so the kernel never works through a queue of stale regions. */
   sendRegion(force = false) {
     const now = performance.now();
+    if (this.requestId && this.requestId !== this.answeredId && now - this.lastSend < IN_FLIGHT_WAIT_MS) {
+      this.pendingSend = true;
+      if (!this.pendingTimer) {
+        this.pendingTimer = setTimeout(() => { this.pendingTimer = null; this.flushPending(true); }, IN_FLIGHT_WAIT_MS - (now - this.lastSend));
+      }
+      return;
+    }
+    this.pendingSend = false;
     if (!force && now - this.lastSend < SEND_EVERY_MS) {
       if (!this.sendTimer) this.sendTimer = setTimeout(() => { this.sendTimer = null; this.sendRegion(true); }, SEND_EVERY_MS - (now - this.lastSend));
       return;
@@ -112,6 +123,13 @@ class RetrievalView {
     if (this.sentAt.size > 1000) this.sentAt.delete(this.sentAt.keys().next().value);
     this.model.set("query_region", w ? { kind: "cells", weights: Array.from(w), id: this.requestId } : { kind: "whole", id: this.requestId });
     this.model.save_changes();
+  }
+
+  /** Send the region that waited for the request in flight (``timedOut``: the answer never came). */
+  flushPending(timedOut = false) {
+    if (!this.pendingSend) return;
+    if (timedOut) this.answeredId = this.requestId;
+    this.sendRegion(true);
   }
 
   clearRegion() {
@@ -248,6 +266,9 @@ class RetrievalView {
     const version = m.get("results_version");
     this.root.dataset.results = String(version);
     const answered = m.get("results_for");
+    this.answeredId = answered;
+    if (this.pendingTimer) { clearTimeout(this.pendingTimer); this.pendingTimer = null; }
+    this.flushPending();
     if (window.__SIMVIS_TRACE__ && this.sentAt && this.sentAt.has(answered)) {
       // sent: when the region these results answer left the browser (not the latest send)
       (this.trace = this.trace || []).push({ sent: this.sentAt.get(answered), shown: performance.now(), version, id: answered });
