@@ -1007,7 +1007,7 @@ def format_browser(r: BrowserResult) -> list[str]:
             f"explorer.search() {k['explorer_search'] * 1e3:.1f} ms (search + maps + thumbnails + payload); "
             f"gallery.search_features {k['search_features'] * 1e3:.1f} ms with the exclude hash, "
             f"{k['search_features_no_exclude'] * 1e3:.1f} ms without; gallery.index.search {k['index_search'] * 1e3:.1f} ms "
-            f"(reranked {int(k['reranked']):,} rows); hit_features of the 8 hits ({k['hit_grid'][0]}x{k['hit_grid'][1]} grids) "
+            f"({'reranked ' + format(int(k['reranked']), ',') + ' rows' if k.get('reranked') is not None else 'IVF-PQ: 200 candidates re-ranked'}); hit_features of the 8 hits ({k['hit_grid'][0]}x{k['hit_grid'][1]} grids) "
             f"{k['hit_features'] * 1e3:.1f} ms"
         )
     if r.error:
