@@ -234,6 +234,8 @@ def test_flipped_bytes_in_an_embedding_are_detected_when_opened(views: sv.datase
     _flip_bit_at(_data_file(tmp_path / "g"), built.embeddings[3].numpy().astype("<f4").tobytes())
     with pytest.raises(GalleryError, match=r"is corrupt: row 3 \(.*\) fails its checksum"):
         Gallery.open(tmp_path / "g", session)
+    with pytest.raises(GalleryError, match=r"is corrupt: row 3 \(.*\) fails its checksum"):
+        Gallery.build(views.images[:6], session, tmp_path / "g", progress=False)  # a rebuild keeps row 3: refused
 
 
 def test_flipped_bytes_in_local_features_are_detected_before_a_map_is_drawn(

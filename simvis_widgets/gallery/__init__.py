@@ -130,10 +130,7 @@ class Gallery:
     region or single cell. Make one with :meth:`build` or :meth:`open`."""
 
     def __init__(self, session: ModelSession, store: GalleryStore, images: Sequence[Any] | None = None) -> None:
-        if session.approximate:
-            raise GalleryError(
-                "region retrieval needs an exact decomposition; this session is APPROXIMATE (a CLS-token ViT)"
-            )
+        _require_exact(session)
         self.session = session
         self.store = store
         """The pinned dataset version this gallery reads."""
@@ -151,10 +148,11 @@ class Gallery:
             start = 0
             for table, embeddings in store.scan(16384):  # bounded temporaries while opening
                 ok = np.asarray(table.column("error").is_null().to_numpy(zero_copy_only=False), bool)
-                for source, file_hash, error in zip(
-                    *(table.column(c).to_pylist() for c in ("source", "file_hash", "error"))
-                ):
-                    if error is not None:
+                if not ok.all():
+                    failed = table.filter(~ok)
+                    for source, file_hash, error in zip(
+                        *(failed.column(c).to_pylist() for c in ("source", "file_hash", "error"))
+                    ):
                         self.unreadable[file_hash] = (source, error)
                 rows.append(np.flatnonzero(ok) + start)
                 facts.append(table.filter(ok))
@@ -206,8 +204,8 @@ class Gallery:
     ) -> Gallery:
         """Embed ``source`` -- a folder (recursive, image files only), a list of paths / PIL images / arrays, or
         a torch ``Dataset`` (items: image or ``(image, label)``) -- into the dataset at ``path`` (None: a new
-        temporary folder, deleted when the process exits), committing every ``commit_every`` images or ``commit_seconds`` seconds (checked after
-        each batch of ``batch_size``).
+        temporary folder, deleted when the process exits), committing every ``commit_every`` images or
+        ``commit_seconds`` seconds (checked after each batch of ``batch_size``).
 
         Building into an existing gallery embeds only what is missing or changed (a file is known by its path and
         bytes, an in-memory image by its position and pixels) and deletes the rows of images no longer in
@@ -224,10 +222,7 @@ class Gallery:
             raise GalleryError(f"engine must be one of {ENGINES}, got {engine!r}")
         if features not in FEATURE_MODES:
             raise GalleryError(f"features must be one of {FEATURE_MODES}, got {features!r}")
-        if session.approximate:
-            raise GalleryError(
-                "region retrieval needs an exact decomposition; this session is APPROXIMATE (a CLS-token ViT)"
-            )
+        _require_exact(session)
         sources, labels = gallery_sources(source, labels)
         if not sources:
             raise GalleryError(f"no images to build a gallery from ({describe(source)})")
@@ -287,9 +282,6 @@ class Gallery:
 
     def __len__(self) -> int:
         return len(self._store_rows)
-
-    def _column(self, name: str) -> list[Any]:
-        return self._facts.column(name).to_pylist() if self._facts is not None else []
 
     @staticmethod
     def _entries_of(table: Any) -> list[GalleryEntry]:
@@ -525,10 +517,9 @@ def _plan(sources: list[Any], labels: list[Any] | None, existing: GalleryStore |
     """Which sources to embed, which stored rows to delete, how many are already there and unchanged."""
     known: dict[str, tuple[str | None, str | None, str | None]] = {}
     if existing is not None:
-        for table, _ in existing.scan():
-            for key, file_hash, label, error in zip(
-                *(table.column(c).to_pylist() for c in ("key", "file_hash", "label", "error"))
-            ):
+        columns = ("key", "file_hash", "label", "error")
+        for table in existing.facts(columns):
+            for key, file_hash, label, error in zip(*(table.column(c).to_pylist() for c in columns)):
                 known[key] = (file_hash, label, error)
     todo: list[BuildItem] = []
     keep: set[str] = set()
@@ -558,6 +549,13 @@ def _plan(sources: list[Any], labels: list[Any] | None, existing: GalleryStore |
                 continue
             todo.append(BuildItem(i, src, label, None))
     return _Plan(todo, [key for key in known if key not in keep], reused)
+
+
+def _require_exact(session: ModelSession) -> None:
+    if session.approximate:
+        raise GalleryError(
+            "region retrieval needs an exact decomposition; this session is APPROXIMATE (a CLS-token ViT)"
+        )
 
 
 def _release_freed_memory() -> None:

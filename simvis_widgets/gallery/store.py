@@ -285,6 +285,17 @@ class GalleryStore:
                 yield table.select(list(META_COLUMNS)), self._verified(table, start)
                 start += table.num_rows
 
+    def facts(self, columns: Sequence[str], batch_rows: int = 65536) -> Iterator[Any]:
+        """Some of the facts columns (``META_COLUMNS``), every row in dataset order, as Arrow tables, *without*
+        checksum verification and without reading the vectors: for planning a rebuild only. Whatever a plan keeps is
+        verified when the built gallery is opened, so a damaged row is still an error, never a result."""
+        unknown = [c for c in columns if c not in META_COLUMNS]
+        if unknown:
+            raise GalleryError(f"not facts columns: {unknown}")
+        with lance_errors(self.uri, "reading"):
+            for batch in self._dataset.to_batches(columns=list(columns), batch_size=batch_rows):
+                yield _pa().Table.from_batches([batch])
+
     def take(self, rows: np.ndarray, *, features: bool = False) -> tuple[Any, np.ndarray, list[np.ndarray | None]]:
         """Rows ``rows`` (positions in this version), verified: ``(facts, embeddings, features or [])``."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -350,7 +361,8 @@ class GalleryWriter:
                 raise GalleryError(
                     f"'{uri}' exists and is not a gallery: build into a new path (nothing there is touched)"
                 )
-        if GalleryStore.exists(uri):
+        self._created = GalleryStore.exists(uri)
+        if self._created:
             self.existing = GalleryStore.open(uri, fingerprint)
             if self.existing.info.features != features:
                 raise GalleryError(
@@ -385,9 +397,9 @@ class GalleryWriter:
             self.commit_table(rows_to_table(rows, self.schema_for(dim)))
 
     def commit_table(self, table: Any) -> None:
-        mode = "append" if GalleryStore.exists(self.uri) else "create"
         with lance_errors(self.uri, "committing rows"):
-            _lance().write_dataset(table, self.uri, schema=table.schema, mode=mode)
+            _lance().write_dataset(table, self.uri, schema=table.schema, mode="append" if self._created else "create")
+        self._created = True
 
     def commit_fragments(self, fragments: Sequence[Any], table_schema: Any) -> None:
         """One commit of fragments written elsewhere (by distributed workers) with :func:`write_fragments`."""
@@ -395,17 +407,18 @@ class GalleryWriter:
             return
         lance = _lance()
         with lance_errors(self.uri, "committing fragments"):
-            if GalleryStore.exists(self.uri):
+            if self._created:
                 version = lance.dataset(self.uri).version
                 operation = lance.LanceOperation.Append(list(fragments))
             else:
                 version = None
                 operation = lance.LanceOperation.Overwrite(table_schema, list(fragments))
             lance.LanceDataset.commit(self.uri, operation, read_version=version)
+        self._created = True
 
     def delete(self, keys: Sequence[str]) -> None:
         """Delete the rows of ``keys`` (one commit)."""
-        if not keys or not GalleryStore.exists(self.uri):
+        if not keys or not self._created:
             return
         with lance_errors(self.uri, "deleting stale rows"):
             dataset = _lance().dataset(self.uri)
