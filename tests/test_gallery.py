@@ -543,3 +543,22 @@ def test_re_rank_keys_are_cached_within_a_bound_and_equal_the_stored_ones(
     assert reads == [3, 2, 1]
     np.testing.assert_array_equal(keys.embeddings(np.arange(5)), stored[:5])  # more than the cache: read through
     assert reads[-1] == 5
+
+
+def test_a_full_disk_stops_the_build_with_an_error_and_keeps_the_commits(tmp_path: Path) -> None:
+    disk = tmp_path / "tiny"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        session = _tiny_session()
+        images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(200)]
+        with pytest.raises(GalleryError, match=r"committing rows failed: .*No space left on device"):
+            Gallery.build(images, session, disk / "g", batch_size=4, commit_every=4, progress=False)
+        kept = Gallery.open(disk / "g", session, images=images)  # every commit before the full disk, verified
+        assert 0 < len(kept) < 200 and len(kept) % 4 == 0
+        hits = kept.search(images[0], k=3)
+        assert hits[0].source == 0 and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
