@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from ._io import digest, image_hash, tensor_bytes
 from .decompose import LinearHead, check_pooling, decompose, from_contributions, pooled_embeddings
 from .errors import ImageInputError, ModelError
+from .fusion import fold_batchnorm as folded_copy
 from .images import ImageLike, check_short_side, load_image, resize_for_network
 from .linearise import CLSLinearisation, LinearisationError
 from .models import (
@@ -41,6 +42,11 @@ from .models import (
     timm_head,
 )
 from .pair import ExplainedPair
+from .runtime import release_memory, tune_allocator
+
+RUNTIME_OPTIONS = ("device", "amp", "cache_size", "channels_last", "fold_batchnorm")
+"""Session settings that decide where and how fast features are computed, not what they are (kept by
+:meth:`ModelSession.variant` and :func:`snapshots`; not part of :class:`SessionOptions`)."""
 
 
 def default_device() -> torch.device:
@@ -163,6 +169,17 @@ class ModelSession:
     come as one :class:`SessionOptions` (``options=``; keyword options then change it).
 
     Features are cached by image content (``cache_size`` entries), so re-explaining a pair runs no network.
+
+    Speed without changing the features (to float rounding: a test holds them to 1e-4 relative):
+    ``channels_last`` (None: on when the network has a ``Conv2d``) stores the network's 4-D weights and its input
+    batch channels-last, the layout oneDNN's (CPU) and cuDNN's (GPU) fast convolutions use; the network's weights
+    are converted in place, as ``.to(device)`` moves them. ``fold_batchnorm`` (on by default) extracts features
+    from a copy of the network whose batch norms are folded into their convolutions
+    (:mod:`simvis_widgets.fusion`; the network itself is not changed: :attr:`model` is still the caller's, for
+    gradients and training), costing one copy of the weights. A session on the CPU also calls
+    :func:`~simvis_widgets.runtime.tune_allocator` (process-wide; opt out with ``SIMVIS_MALLOC=system``).
+    ``amp`` (off by default) computes in float16 on a GPU and bfloat16 on a CPU: faster where the hardware has
+    them, but the features change beyond float rounding.
     The session assumes its network's weights do not change after it is built (its cache and
     :meth:`fingerprint` describe the weights it first saw): after training a model in place, build a new session
     (``variant()`` does).
@@ -174,6 +191,10 @@ class ModelSession:
     device: torch.device
     amp: bool
     cache_size: int
+    channels_last: bool
+    fold_batchnorm: bool
+    folded_batchnorms: int
+    """How many batch norms the inference copy has folded into their convolutions (0: the network runs as given)."""
     _extract: Callable[[Tensor], Tensor]
     _mean_t: Tensor
     _std_t: Tensor
@@ -188,6 +209,8 @@ class ModelSession:
         device: str | torch.device | None = None,
         amp: bool = False,
         cache_size: int = 128,
+        channels_last: bool | None = None,
+        fold_batchnorm: bool = True,
         **option_values: Any,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -221,7 +244,14 @@ class ModelSession:
         if not isinstance(cache_size, numbers.Integral) or isinstance(cache_size, bool) or cache_size < 0:
             raise ModelError(f"cache_size must be an integer >= 0, got {cache_size!r}")
         self.cache_size = int(cache_size)
+        if self.device.type == "cpu":
+            tune_allocator()
+        self.channels_last = (
+            any(isinstance(m, nn.Conv2d) for m in model.modules()) if channels_last is None else bool(channels_last)
+        )
         self.model = model.eval().to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self._extract = make_extractor(self.model, opts.layer)
         self.options = opts.replace(layer=getattr(self._extract, "layer", opts.layer))
         self._mean_t = torch.tensor(self.options.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
@@ -235,6 +265,22 @@ class ModelSession:
                 f"head weight has shape {tuple(head.weight.shape)} but layer {self.options.layer!r} has {channels} channels"
             )
         self._head = head.to(self.device) if head is not None else None
+        self.fold_batchnorm = bool(fold_batchnorm)
+        self.folded_batchnorms = 0
+        if self.fold_batchnorm and self._linear is None:
+            self._use_folded_copy()
+
+    def _use_folded_copy(self) -> None:
+        """Extract features from a copy of the network with its batch norms folded (see
+        :mod:`simvis_widgets.fusion`), checked against the network on a random 224 x 224 input."""
+        layer = self.options.layer
+        example = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(self.device)
+        if self.channels_last:
+            example = example.contiguous(memory_format=torch.channels_last)
+        found = folded_copy(self.model, lambda network, x: make_extractor(network, layer)(x), example)
+        if found is not None:
+            network, self.folded_batchnorms = found
+            self._extract = make_extractor(network, layer)
 
     # ---------------------------------------------------------------------------------------------
     # Options (read-only views of self.options)
@@ -329,9 +375,10 @@ class ModelSession:
 
     def variant(self, **changes: Any) -> ModelSession:
         """A session on the same network object (no copy, no reload) with some options changed, e.g.
-        ``session.variant(pooling="max")`` or ``variant(size=224, head=W)``; ``device``, ``amp`` and
-        ``cache_size`` may change too. The feature cache is not shared; the weights are hashed anew."""
-        runtime = {k: changes.pop(k) for k in ("device", "amp", "cache_size") if k in changes}
+        ``session.variant(pooling="max")`` or ``variant(size=224, head=W)``; the :data:`RUNTIME_OPTIONS`
+        (``device``, ``amp``, ``cache_size``, ``channels_last``) may change too. The feature cache is not shared;
+        the weights are hashed anew."""
+        runtime = {k: changes.pop(k) for k in RUNTIME_OPTIONS if k in changes}
         if "name" not in changes and ("pooling" in changes or "p" in changes):
             pooling, p = changes.get("pooling", self.pooling), changes.get("p", self.p)
             label = f"GeM p={float(p):g}" if str(pooling).lower() == "gem" else pooling
@@ -341,7 +388,7 @@ class ModelSession:
         options = self.options.replace(**changes)
         if options.layer == "forward_features":
             options = options.replace(layer=None)
-        runtime = {"device": self.device, "amp": self.amp, "cache_size": self.cache_size, **runtime}
+        runtime = {name: getattr(self, name) for name in RUNTIME_OPTIONS} | runtime
         return ModelSession(self.model, options=options, **runtime)
 
     def _probe(self) -> tuple[int, int]:
@@ -412,8 +459,13 @@ class ModelSession:
     def to_input(self, images: Sequence[np.ndarray]) -> Tensor:
         """Prepared images (``H x W x 3`` uint8, one size) as the network's input batch ``(B, 3, H, W)``: scaled to
         [0, 1] and normalised by the options' ``mean`` / ``std``, on the session's device (for gradient methods)."""
-        batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        return (batch - self._mean_t) / self._std_t
+        pixels = torch.from_numpy(np.stack(images))
+        if self.device.type == "cuda":
+            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+        else:
+            pixels = pixels.to(self.device)
+        batch = (pixels.permute(0, 3, 1, 2).float().div_(255.0) - self._mean_t) / self._std_t
+        return batch.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
     def forward(self, x: Tensor) -> Tensor:
         """The network from an input batch (:meth:`to_input`) to its local features (float32; patch tokens of a
@@ -431,7 +483,7 @@ class ModelSession:
             raise ModelError(f"the feature layer of {self.name} returned {type(out).__name__}, not a tensor")
         if out.dim() == 3 and getattr(self, "_token_stride", None) and not self.approximate:
             out = self._tokens_to_map(out, (x.shape[-2], x.shape[-1]))
-        return out.float()
+        return out.float().contiguous()
 
     def batch_features(self, prepared: Sequence[np.ndarray]) -> Tensor:
         """Local features ``(B, C, h, w)`` of images already resized by :meth:`prepare` / :meth:`resize` (all of one
@@ -532,7 +584,8 @@ class ModelSession:
 
     def embed_many(self, images: Iterable[ImageLike], batch_size: int = 16, progress: bool = True) -> Tensor:
         """Embeddings ``(K, D)`` of many images, in batches of same-size inputs, with a tqdm progress bar.
-        Does not fill the feature cache."""
+        Does not fill the feature cache; hands the batches' freed memory back to the system when done
+        (:func:`~simvis_widgets.runtime.release_memory`)."""
         from tqdm.auto import tqdm
 
         if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
@@ -558,6 +611,7 @@ class ModelSession:
             for group in pending.values():
                 if group:
                     flush(group)
+        release_memory()  # the batches' activations: the tuned allocator keeps freed memory until asked
         if not images:
             dim = self.head.weight.shape[0] if self.head is not None else self.channels
             return torch.empty(0, dim, device=self.device)
@@ -616,6 +670,8 @@ class ModelSession:
             f"ModelSession({self.name!r}, layer={self.layer!r}, pooling={pooling}, "
             f"{'cosine' if self.normalize else 'dot'}, head={'yes' if self.head is not None else 'no'}, "
             f"size={self.size}, channels={self.channels}, stride={self.stride}, device={self.device}"
+            + (", channels_last" if self.channels_last else "")
+            + (f", {self.folded_batchnorms} batch norms folded" if self.folded_batchnorms else "")
             + (", APPROXIMATE (CLS linearisation)" if self.approximate else "")
             + ")"
         )
@@ -638,9 +694,9 @@ def snapshots(
         raise ModelError("no checkpoints given")
     if labels is not None and len(labels) != len(paths):
         raise ModelError(f"{len(labels)} labels for {len(paths)} checkpoints")
-    runtime = {k: session_options.pop(k) for k in ("device", "amp", "cache_size") if k in session_options}
+    runtime = {k: session_options.pop(k) for k in RUNTIME_OPTIONS if k in session_options}
     if like is not None:
-        runtime = {"device": like.device, "amp": like.amp, **runtime}
+        runtime = {name: getattr(like, name) for name in RUNTIME_OPTIONS if name != "cache_size"} | runtime
     base = like.options if like is not None else None
     sessions = []
     for i, path in enumerate(paths):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GalleryError, SimvisError
-from ..session import ModelSession
+from ..session import RUNTIME_OPTIONS, ModelSession
 from .engines import BuildItem, CommitPolicy, Loaded, embed_loaded, load_item, unreadable_row
 from .store import GalleryWriter, fragments_from_json, write_fragments
 
@@ -294,7 +294,8 @@ def _portable(session: ModelSession) -> ModelSession:
     if session.device.type == "cpu":
         return session.variant(cache_size=0)  # shares the network: nothing is copied here
     model = copy.deepcopy(session.model).to("cpu")  # moving the caller's network would move its session
-    return ModelSession(model, options=session.options, device="cpu", amp=session.amp, cache_size=0)
+    runtime = {name: getattr(session, name) for name in RUNTIME_OPTIONS} | {"device": "cpu", "cache_size": 0}
+    return ModelSession(model, options=session.options, **runtime)
 
 
 def _embedding_width(session: ModelSession) -> int:

@@ -1,0 +1,371 @@
+"""Benchmark: how fast does the forward pass run on the CPU, and what do the session's settings buy?
+
+Network: the embedded EfficientNet-Lite0 (real weights, offline), ``forward_features``, batch 16, at 224 and 448
+px. Every setting runs in a **fresh process** (the allocator state is process-wide and a warm heap would flatter
+whatever runs second), the settings one after another within a round, and the report takes the median over
+``--rounds`` rounds, so slow drift of the machine's load hits every setting alike.
+
+Raw forward passes (``model.forward_features`` on a random float batch, no session):
+
+* ``eager``           plain torch eager, glibc's default allocator: what a user's own loop does;
+* ``jemalloc``        the same with jemalloc preloaded (``LD_PRELOAD``; skipped when Debian's libjemalloc2 is
+  missing);
+* ``mallopt``         the same after :func:`simvis_widgets.runtime.tune_allocator` (what sessions set);
+* ``tuned``           that plus ``channels_last`` model and input;
+* ``folded``          that plus the batch norms folded into their convolutions
+  (:func:`simvis_widgets.fusion.fold_batchnorm`): the **new raw forward**, what sessions run;
+* ``compile``         ``folded`` through ``torch.compile`` (inductor, default mode; the first call's compile time
+  is reported apart);
+* ``bf16``            ``folded`` under bfloat16 autocast (the session's ``amp=True`` on a CPU; AMX where the CPU
+  has it).
+
+``folded``, ``compile`` and ``bf16`` report their largest deviation from the float32 eager features
+(``max |a - b| / max |b|``): bf16 changes the features, the others only round differently.
+
+Through the library, on pre-sized uint8 images (the resize is a no-op, hashing and checks included):
+
+* ``embed_many``      one ``session.embed_many`` call on ``16 x --batches`` images with the default session
+  (``batch_size=16``);
+* ``gallery_build``   ``Gallery.build`` of the same images into a new Lance dataset (``features="store"``, the
+  default; the verified open at the end included);
+* ``explain``         ``session.explain(a, b)`` of two images not in the cache (two forward passes of one image,
+  then the decomposition), as pairs per second.
+
+Each child also reports its resident memory: the peak (VmHWM), after the timed runs, and after
+:func:`simvis_widgets.runtime.release_memory`. The compute limit: GFLOP per image (torch's flop counter, a
+multiply-add counted as 2) times images per second, next to the float32 matrix-multiply rate measured on the
+same cores (``torch.mm`` 2048 x 2048, the practical peak).
+
+Goals (issue 14): ``embed_many`` >= 2.5 x ``eager`` at 224 px and >= 4 x at 448 px; ``gallery_build`` >= 90 % of
+``folded``.
+
+Run from the repository root::
+
+    python -m benchmarks.bench_forward                  # ~12 minutes on 2 cores (3 rounds)
+    python -m benchmarks.bench_forward --quick          # 1 round, fewer batches: ~4 minutes
+    python -m benchmarks.bench_forward --json out.json
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import REPO, Run, arg_parser, header, machine_info, verdict, write_json
+
+RAW = ("eager", "jemalloc", "mallopt", "tuned", "folded", "compile", "bf16")
+LIBRARY = ("embed_many", "gallery_build", "explain")
+SETTINGS = RAW + LIBRARY
+SIZES = (224, 448)
+BATCH = 16
+GOALS = {224: 2.5, 448: 4.0}
+GALLERY_SHARE = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    rounds: int = 3
+    batches: int = 5
+    sizes: tuple[int, ...] = SIZES
+    settings: tuple[str, ...] = SETTINGS
+
+
+QUICK = Settings(rounds=1, batches=3)
+
+
+def jemalloc_path() -> str | None:
+    found = ctypes.util.find_library("jemalloc")
+    for candidate in (
+        found,
+        "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+        "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+    ):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The child: one setting at one size, in its own process
+# --------------------------------------------------------------------------------------------------
+
+
+def _rss() -> dict[str, int]:
+    from benchmarks.harness import proc_status
+
+    return proc_status()
+
+
+def _images(n: int, size: int, seed: int) -> list[Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def _raw(setting: str, size: int, batches: int) -> dict[str, Any]:
+    import torch
+
+    from simvis_widgets.fusion import fold_batchnorm, relative_difference
+    from simvis_widgets.models import build_backbone
+    from simvis_widgets.runtime import tune_allocator
+
+    if setting != "eager" and setting != "jemalloc":
+        tune_allocator()
+    model, _ = build_backbone("efficientnet_lite0")
+    x = torch.randn(BATCH, 3, size, size)
+    extra: dict[str, Any] = {}
+    if setting in ("folded", "compile", "bf16"):
+        with torch.inference_mode():
+            reference = model.forward_features(x)
+    if setting in ("tuned", "folded", "compile", "bf16"):
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if setting in ("folded", "compile", "bf16"):
+        found = fold_batchnorm(model, lambda network, batch: network.forward_features(batch), x[:1])
+        assert found is not None, "EfficientNet-Lite0 has batch norms to fold"
+        model = found[0]
+    forward = model.forward_features
+    if setting == "compile":
+        forward = torch.compile(model.forward_features)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            forward(x)
+        extra["compile_s"] = time.perf_counter() - t0
+    if setting in ("folded", "compile", "bf16"):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=setting == "bf16"):
+            extra["max_rel_dev"] = relative_difference(forward(x).float(), reference)
+
+    def step() -> None:
+        with torch.inference_mode():
+            if setting == "bf16":
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    forward(x)
+            else:
+                forward(x)
+
+    step()  # warm-up: first-touch of the heap, oneDNN primitive creation
+    times = []
+    for _ in range(batches):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return {"img_s": BATCH / statistics.median(times), **extra}
+
+
+def _library(setting: str, size: int, batches: int) -> dict[str, Any]:
+    import simvis_widgets as sv
+
+    session = sv.ModelSession.from_pretrained("efficientnet_lite0", size=size)
+    if setting == "embed_many":
+        session.embed_many(_images(BATCH, size, 99), batch_size=BATCH, progress=False)  # warm-up
+        images = _images(BATCH * batches, size, 1)
+        t0 = time.perf_counter()
+        session.embed_many(images, batch_size=BATCH, progress=False)
+        return {"img_s": len(images) / (time.perf_counter() - t0)}
+    if setting == "gallery_build":
+        sv.Gallery.build(_images(BATCH, size, 99), session, progress=False, batch_size=BATCH)  # warm-up
+        images = _images(BATCH * batches, size, 1)
+        with tempfile.TemporaryDirectory() as folder:
+            t0 = time.perf_counter()
+            sv.Gallery.build(images, session, Path(folder) / "g.lance", progress=False, batch_size=BATCH)
+            took = time.perf_counter() - t0
+        return {"img_s": len(images) / took}
+    pairs = max(3, batches)
+    images = _images(2 * pairs + 2, size, 7)
+    session.explain(images[-2], images[-1])  # warm-up
+    times = []
+    for i in range(pairs):
+        session.clear_cache()
+        t0 = time.perf_counter()
+        session.explain(images[2 * i], images[2 * i + 1])
+        times.append(time.perf_counter() - t0)
+    return {"pairs_s": 1 / statistics.median(times), "img_s": 2 / statistics.median(times)}
+
+
+def _flops(size: int) -> dict[str, float]:
+    """GFLOP of one image's forward pass, and the float32 matmul rate of these cores (GFLOP/s)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from simvis_widgets.models import build_backbone
+    from simvis_widgets.runtime import tune_allocator
+
+    tune_allocator()
+    model, _ = build_backbone("efficientnet_lite0")
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model.forward_features(torch.randn(1, 3, size, size))
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    torch.mm(a, b)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t0)
+    return {
+        "gflop_per_img": counter.get_total_flops() / 1e9,
+        "mm_gflop_s": 2 * 2048**3 / statistics.median(times) / 1e9,
+    }
+
+
+def child(setting: str, size: int, batches: int, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    if setting == "flops":
+        out: dict[str, Any] = _flops(size)
+    else:
+        out = (_raw if setting in RAW else _library)(setting, size, batches)
+        from simvis_widgets.runtime import allocator, release_memory
+
+        status = _rss()
+        release_memory()
+        out.update(
+            peak_rss=status.get("VmHWM"),
+            rss_after=status.get("VmRSS"),
+            rss_released=_rss().get("VmRSS"),
+            allocator=allocator(),
+        )
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# The parent: fresh processes, side by side
+# --------------------------------------------------------------------------------------------------
+
+
+def run_child(setting: str, size: int, batches: int, threads: int) -> dict[str, Any] | None:
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "SIMVIS_MALLOC")}
+    if setting == "jemalloc":
+        lib = jemalloc_path()
+        if lib is None:
+            return None
+        env["LD_PRELOAD"] = lib
+    cmd = [sys.executable, "-m", "benchmarks.bench_forward", "--child", setting, "--size", str(size)]
+    cmd += ["--batches", str(batches), "--threads", str(threads)]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{setting} at {size} px failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    return result
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def main() -> None:
+    ap = arg_parser(__doc__, "one round, 3 batches per setting (about 4 minutes)")
+    ap.add_argument("--child", help=argparse_hidden())
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batches", type=int)
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--settings", help=f"comma-separated subset of {','.join(SETTINGS)}")
+    ap.add_argument("--sizes", help="comma-separated sizes (default 224,448)")
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.size, args.batches or 5, args.threads)
+        return
+    cfg = QUICK if args.quick else Settings()
+    cfg = dataclasses.replace(
+        cfg,
+        rounds=args.rounds or cfg.rounds,
+        batches=args.batches or cfg.batches,
+        sizes=tuple(int(s) for s in args.sizes.split(",")) if args.sizes else cfg.sizes,
+        settings=tuple(args.settings.split(",")) if args.settings else cfg.settings,
+    )
+    unknown = set(cfg.settings) - set(SETTINGS)
+    if unknown:
+        ap.error(f"unknown settings {sorted(unknown)}; known: {', '.join(SETTINGS)}")
+    run = Run.start(None)
+    info = machine_info(args.threads, ("timm", "pylance"))
+    results: dict[int, dict[str, list[dict[str, Any]]]] = {size: {s: [] for s in cfg.settings} for size in cfg.sizes}
+    flops = {size: run_child("flops", size, 1, args.threads) for size in cfg.sizes}
+    for r in range(cfg.rounds):
+        for size in cfg.sizes:
+            for setting in cfg.settings:
+                got = run_child(setting, size, cfg.batches, args.threads)
+                if got is not None:
+                    results[size][setting].append(got)
+                    run.log(f"round {r + 1}/{cfg.rounds} {size} px {setting}: {got['img_s']:.1f} img/s")
+    run.finish()
+
+    lines = [*header(info, run), f"allocator in the tuned children: {_first(results, 'allocator')}", ""]
+    summary: dict[str, Any] = {}
+    for size in cfg.sizes:
+        fl = flops[size] or {}
+        gflop, peak = fl.get("gflop_per_img", float("nan")), fl.get("mm_gflop_s", float("nan"))
+        lines.append(f"## {size} px, batch {BATCH}, {args.threads} threads, median of {cfg.rounds} round(s)")
+        lines.append(
+            f"{'setting':<15}{'img/s':>8}{'x eager':>9}{'GFLOP/s':>9}{'% of mm':>9}"
+            f"{'peak RSS':>10}{'RSS after':>11}{'released':>10}  notes"
+        )
+        med = {s: _median([g["img_s"] for g in results[size][s]]) for s in cfg.settings}
+        eager = med.get("eager", float("nan"))
+        for s in cfg.settings:
+            got = results[size][s]
+            if not got:
+                lines.append(f"{s:<15}  skipped (libjemalloc2 not installed)")
+                continue
+            mib = {
+                k: _median([g[k] / 2**20 for g in got if g.get(k)]) for k in ("peak_rss", "rss_after", "rss_released")
+            }
+            notes = []
+            if "compile_s" in got[0]:
+                notes.append(f"compile {_median([g['compile_s'] for g in got]):.0f} s")
+            if "max_rel_dev" in got[0]:
+                notes.append(f"max rel. deviation from fp32 {max(g['max_rel_dev'] for g in got):.1e}")
+            if "pairs_s" in got[0]:
+                notes.append(f"{1000 / _median([g['pairs_s'] for g in got]):.0f} ms per pair")
+            rate = med[s] * gflop
+            lines.append(
+                f"{s:<15}{med[s]:>8.1f}{med[s] / eager:>9.2f}{rate:>9.1f}{100 * rate / peak:>8.1f}%"
+                f"{mib['peak_rss']:>9.0f}M{mib['rss_after']:>10.0f}M{mib['rss_released']:>9.0f}M  {'; '.join(notes)}"
+            )
+        lines.append(f"forward: {gflop:.2f} GFLOP per image; float32 matmul on these cores: {peak:.0f} GFLOP/s")
+        goals = []
+        if "embed_many" in med and size in GOALS:
+            ratio = med["embed_many"] / eager
+            goals.append(f"embed_many / eager = {ratio:.2f} (goal >= {GOALS[size]}): {verdict(ratio >= GOALS[size])}")
+        if "gallery_build" in med and "folded" in med:
+            share = med["gallery_build"] / med["folded"]
+            goals.append(
+                f"gallery_build / folded = {share:.2f} (goal >= {GALLERY_SHARE}): {verdict(share >= GALLERY_SHARE)}"
+            )
+        lines += goals + [""]
+        summary[str(size)] = {"median_img_s": med, "runs": results[size], "flops": fl}
+    note = run.busy_note("the rates are low and noisy; the ratios, measured side by side, less so")
+    if note:
+        lines.append(note)
+    print("\n".join(lines))
+    write_json(args.json, {"machine": info, "run": run.record(), "settings": dataclasses.asdict(cfg), **summary})
+
+
+def _first(results: dict[int, dict[str, list[dict[str, Any]]]], key: str) -> str:
+    for per_size in results.values():
+        for setting in ("folded", "tuned", "mallopt", "embed_many"):
+            for got in per_size.get(setting, []):
+                return str(got.get(key))
+    return "?"
+
+
+def argparse_hidden() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    main()
