@@ -15,10 +15,14 @@ demo:
 	  "$$venv/bin/jupyter" lab --ServerApp.root_dir=notebooks --LabApp.default_url=/lab/tree/01_quickstart.ipynb \
 	    --ip=127.0.0.1 --port=$(PORT) $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(JUPYTER_ARGS)
 
-## Lint and type-check: ruff (lint, including private members of other modules' objects, and format) and mypy.
+## Lint and type-check: ruff (lint, including private members of other modules' objects, and format) and mypy;
+## then the JavaScript: ESLint and Prettier (tooling from package-lock.json; npm ci only when it changed).
+## Whether the committed bundles (simvis_widgets/widgets/static/) are fresh is a test: tests/test_js_build.py.
 lint:
 	@venv=$$(tools/venv.sh) && \
 	  "$$venv/bin/ruff" check . && "$$venv/bin/ruff" format --check . && "$$venv/bin/mypy"
+	@tools/node_modules.sh
+	@npx --no-install eslint . && npx --no-install prettier --check --log-level=warn "**/*.{js,mjs}"
 
 ## Run every check: the linters, then unit, property, session, widget, CLI, notebook and real-browser tests.
 test: lint

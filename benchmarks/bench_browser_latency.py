@@ -38,7 +38,8 @@ Both are hovered over image A only. Three measurements per front end and grid:
 
 How "painted" is known
 ----------------------
-* anywidget: ``window.__SIMVIS_TRACE__ = true`` (init script) makes every draw append ``{event, drawn, batch}``
+* anywidget: ``window.__SIMVIS_TRACE__ = true`` (init script: set before the widgets render, it also turns their
+  test hooks on, so each view is ``root.__simvis``) makes every draw append ``{event, drawn, batch}``
   to ``root.__simvis.trace``: ``event`` is the pointer event's ``timeStamp``, ``drawn`` is ``performance.now()``
   after the draw, ``batch`` the number of events that draw consumed (pushed together, latest last). A capture
   listener on ``document`` records every ``pointermove`` that reaches the mark canvas (its ``timeStamp`` and

@@ -47,7 +47,8 @@ Six measurements in one run, on the CPU (``--threads``, default 2, for torch; th
    motorcycle photo); JupyterLab 4 (``tests/jupyter_browser.py``: loopback, fresh config) and headless Debian
    Chromium (Playwright) run it. One ``explorer.search()`` is first timed in the kernel: when it takes over
    ``--browser-max-search`` seconds (default 3) the strokes are not painted (each would wait that long per
-   refresh, and each timing below would take as long) and the report says so. Otherwise, with
+   refresh, and each timing below would take as long) and the report says so. Otherwise (the widget's view is
+   ``root.__simvis``: ``tests/jupyter_browser.py`` sets ``__SIMVIS_TEST_HOOKS__`` by an init script), with
    ``window.__SIMVIS_TRACE__ = true`` the widget appends
    ``{sent, shown, version}`` to its trace on every strip render (``sent`` = ``performance.now()`` of the last
    region send). We paint ``--strokes`` horizontal strokes (mouse down, one move every 16.7 ms, up; the Clear

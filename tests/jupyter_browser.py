@@ -123,8 +123,11 @@ def jupyter_server(root: Path, workdir: Path) -> Iterator[JupyterServer]:
 
 
 @contextlib.contextmanager
-def chromium(workdir: Path, viewport: tuple[int, int] = (1400, 1000)) -> Iterator[Any]:
-    """A Playwright page in headless Debian Chromium with a fresh profile."""
+def chromium(workdir: Path, viewport: tuple[int, int] = (1400, 1000), test_hooks: bool = True) -> Iterator[Any]:
+    """A Playwright page in headless Debian Chromium with a fresh profile. With ``test_hooks`` an init script sets
+    ``__SIMVIS_TEST_HOOKS__`` before any page script runs, so each widget puts its view on its root element as
+    ``root.__simvis`` (the widgets do not otherwise: ``js/lib/hooks.js``); pages opened later by
+    ``page.context.new_page()`` run without it."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -141,6 +144,8 @@ def chromium(workdir: Path, viewport: tuple[int, int] = (1400, 1000)) -> Iterato
         )
         try:
             page = context.pages[0] if context.pages else context.new_page()
+            if test_hooks:
+                page.add_init_script("globalThis.__SIMVIS_TEST_HOOKS__ = true;")
             page.errors = []  # type: ignore[attr-defined]
             page.on("pageerror", lambda e: page.errors.append(str(e)))  # type: ignore[attr-defined]
             yield page

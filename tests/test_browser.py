@@ -210,6 +210,12 @@ def test_static_html_export_keeps_hover(tmp_path: Path, reference: sv.Explanatio
         hover_cell(page, widget, "a", 2, 2)
         assert_map_shown(page, "b", reference.point_map("a", 2, 2))
         assert _page_errors(page) == []
+        # Without the tests' init script (a new page) the widget works and keeps its view to itself.
+        plain = page.context.new_page()
+        plain.goto(path.as_uri())
+        plain.wait_for_selector(".simvis-pair[data-ready]", timeout=30_000)
+        assert plain.evaluate("() => document.querySelector('.simvis-pair').__simvis === undefined")
+        assert page.evaluate("() => document.querySelector('.simvis-pair').__simvis !== undefined")
 
 
 RESULTS = """() => {

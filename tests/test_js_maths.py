@@ -1,5 +1,7 @@
-"""The browser maths of common.js run in node (no browser, no DOM): the float16 / float32 decoder against numpy,
-and the brush (Panel.stamp / strokeTo) against the Python cell weights of the same mask."""
+"""The browser maths of the built widget bundles (static/<widget>.js, what users run; each exports the shared code
+it holds) run in node (no browser, no DOM): the float16 / float32 decoder against numpy, and the brush
+(Panel.strokeTo) against the Python cell weights of the same mask. The shared modules' own unit tests are
+tests/js/*.test.mjs (tests/test_js_build.py runs them)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import torch
 import simvis_widgets as sv
 from simvis_widgets.widgets import encoding
 
-COMMON_JS = Path(encoding.__file__).with_name("common.js")
 JS = Path(__file__).parent / "js"
+BUNDLES = [encoding.STATIC / f"{w}.js" for w in ("pair_explorer", "retrieval_explorer", "compare_explorer")]
+bundles = pytest.mark.parametrize("bundle", BUNDLES, ids=[b.stem for b in BUNDLES])
 
 
 def _node() -> str:
@@ -26,9 +29,9 @@ def _node() -> str:
     return node
 
 
-def _decode_in_node(data: bytes, dtype: str, offset: int = 0) -> np.ndarray:
+def _decode_in_node(bundle: Path, data: bytes, dtype: str, offset: int = 0) -> np.ndarray:
     out = subprocess.run(
-        [_node(), str(JS / "half.mjs"), str(COMMON_JS), dtype, str(offset)],
+        [_node(), str(JS / "half.mjs"), str(bundle), dtype, str(offset)],
         input=data,
         capture_output=True,
         timeout=120,
@@ -51,11 +54,12 @@ def _assert_same_floats(got: np.ndarray, expected: np.ndarray) -> None:
 # ------------------------------------------------------------------------------------------------------
 
 
+@bundles
 @pytest.mark.parametrize("offset", [0, 1])
-def test_float16_decoder_matches_numpy_on_every_bit_pattern(offset: int) -> None:
+def test_float16_decoder_matches_numpy_on_every_bit_pattern(bundle: Path, offset: int) -> None:
     """All 65536 half-precision patterns: zeros of both signs, subnormals, normals, infinities and NaNs."""
     halves = np.arange(65536, dtype="<u2")
-    got = _decode_in_node(halves.tobytes(), "float16", offset)
+    got = _decode_in_node(bundle, halves.tobytes(), "float16", offset)
     expected = halves.view("<f2").astype("<f4")
     _assert_same_floats(got, expected)
     # The special classes by name, so a failure says which one is wrong.
@@ -66,8 +70,9 @@ def test_float16_decoder_matches_numpy_on_every_bit_pattern(offset: int) -> None
     assert got[0x7C00] == np.inf and got[0xFC00] == -np.inf and np.isnan(got[0x7E00]) and np.isnan(got[0xFC01])
 
 
+@bundles
 @pytest.mark.parametrize("offset", [0, 2, 3])
-def test_float32_decoder_matches_numpy_aligned_or_not(offset: int) -> None:
+def test_float32_decoder_matches_numpy_aligned_or_not(bundle: Path, offset: int) -> None:
     rng = np.random.default_rng(offset)
     values = np.concatenate(
         [
@@ -75,12 +80,13 @@ def test_float32_decoder_matches_numpy_aligned_or_not(offset: int) -> None:
             np.array([0.0, -0.0, 1e-45, -1e-45, 1.1754942e-38, 3.4028235e38, np.inf, -np.inf, np.nan], "<f4"),
         ]
     ).astype("<f4")
-    _assert_same_floats(_decode_in_node(values.tobytes(), "float32", offset), values)
+    _assert_same_floats(_decode_in_node(bundle, values.tobytes(), "float32", offset), values)
 
 
-def test_decoder_refuses_unknown_dtypes() -> None:
+@bundles
+def test_decoder_refuses_unknown_dtypes(bundle: Path) -> None:
     out = subprocess.run(
-        [_node(), str(JS / "half.mjs"), str(COMMON_JS), "float64", "0"],
+        [_node(), str(JS / "half.mjs"), str(bundle), "float64", "0"],
         input=b"\0" * 8,
         capture_output=True,
         timeout=120,
@@ -89,12 +95,19 @@ def test_decoder_refuses_unknown_dtypes() -> None:
 
 
 # ------------------------------------------------------------------------------------------------------
-# The brush: Panel.stamp keeps the cell weights in step with the mask
+# The brush: Panel.strokeTo keeps the cell weights in step with the mask
 # ------------------------------------------------------------------------------------------------------
 
 
 def _run_brush(
-    H: int, W: int, gh: int, gw: int, strokes: list[dict], tmp_path: Path, initial: np.ndarray | None = None
+    bundle: Path,
+    H: int,
+    W: int,
+    gh: int,
+    gw: int,
+    strokes: list[dict],
+    tmp_path: Path,
+    initial: np.ndarray | None = None,
 ) -> list[dict]:
     case = {"H": H, "W": W, "gh": gh, "gw": gw, "strokes": strokes}
     if initial is not None:
@@ -102,7 +115,7 @@ def _run_brush(
     path = tmp_path / "brush.json"
     path.write_text(json.dumps(case))
     out = subprocess.run(
-        [_node(), str(JS / "panel_stamp.mjs"), str(COMMON_JS), str(path)], capture_output=True, text=True, timeout=120
+        [_node(), str(JS / "panel_stamp.mjs"), str(bundle), str(path)], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
     states = json.loads(out.stdout)
@@ -122,7 +135,8 @@ def _python_weights(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return sv.cell_weights(mask.astype(np.float64) / 255.0, grid, dtype=torch.float64).numpy()
 
 
-def test_brush_paint_then_erase_keeps_cell_weights_exact(tmp_path: Path) -> None:
+@bundles
+def test_brush_paint_then_erase_keeps_cell_weights_exact(bundle: Path, tmp_path: Path) -> None:
     H, W, gh, gw = 37, 53, 5, 7  # cells of 7.4 x 7.57 px: pixels straddle cell borders
     stamps = [  # (cx, cy, r, erase): one stamp per stroke
         (12.0, 10.0, 7.0, False),
@@ -133,7 +147,7 @@ def test_brush_paint_then_erase_keeps_cell_weights_exact(tmp_path: Path) -> None
         (26.0, 18.0, 60.0, True),  # erase everything
     ]
     strokes = [{"points": [[cx, cy]], "r": r, "erase": erase} for cx, cy, r, erase in stamps]
-    states = _run_brush(H, W, gh, gw, strokes, tmp_path)
+    states = _run_brush(bundle, H, W, gh, gw, strokes, tmp_path)
     expected = np.zeros((H, W), bool)
     assert states[0]["weights"].sum() == 0 and states[0]["pixels"] == 0
     for (cx, cy, r, erase), before, after in zip(stamps, states, states[1:]):
@@ -150,7 +164,8 @@ def test_brush_paint_then_erase_keeps_cell_weights_exact(tmp_path: Path) -> None
     np.testing.assert_allclose(states[-1]["weights"], 0, atol=2e-6)  # back to nothing: painted, then erased
 
 
-def test_brush_strokes_and_erasing_a_given_mask(tmp_path: Path) -> None:
+@bundles
+def test_brush_strokes_and_erasing_a_given_mask(bundle: Path, tmp_path: Path) -> None:
     """A dragged stroke (several stamps along a line) and erasing part of a mask set from Python."""
     H, W, gh, gw = 40, 30, 4, 3
     initial = np.zeros((H, W), np.uint8)
@@ -159,7 +174,7 @@ def test_brush_strokes_and_erasing_a_given_mask(tmp_path: Path) -> None:
         {"points": [[2.0, 2.0], [28.0, 38.0]], "r": 3.0, "erase": False},
         {"points": [[10.0, 10.0], [10.0, 30.0]], "r": 5.0, "erase": True},
     ]
-    states = _run_brush(H, W, gh, gw, strokes, tmp_path, initial=initial)
+    states = _run_brush(bundle, H, W, gh, gw, strokes, tmp_path, initial=initial)
     np.testing.assert_array_equal(states[0]["mask"], initial)
     for state in states:
         np.testing.assert_allclose(state["weights"], _python_weights(state["mask"], (gh, gw)), rtol=0, atol=2e-6)

@@ -1,5 +1,5 @@
 """PairExplorer without a browser: state sent to the front end, traits, errors, exports -- and the browser
-maths (pair_explorer.js, run in node) pinned to the Python Explanation."""
+maths (the built bundle static/pair_explorer.js, run in node) pinned to the Python Explanation."""
 
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ from PIL import Image
 
 import simvis_widgets as sv
 from simvis_widgets.widgets import encoding
-from simvis_widgets.widgets import pair_explorer as pe
 
-JS_MODULE = Path(pe.__file__).with_name("pair_explorer.js")
 PARITY = Path(__file__).parent / "js" / "parity.mjs"
 
 
@@ -183,9 +181,9 @@ def test_to_html_is_self_contained(explorer: sv.PairExplorer, tmp_path: Path) ->
     assert state["_static"] is True and state["grid_a"] == explorer.grid_a
     assert base64.b64decode(state["pairwise"]["__b64__"]) == explorer.pairwise
     assert state["matrix_scale"] == explorer.matrix_scale
-    assert "export default" in page and "</script>" not in re.search(
-        r'id="simvis-esm">(.*?)</script>', page, re.S
-    ).group(1)
+    esm = json.loads(re.search(r'id="simvis-esm">(.*?)</script>', page, re.S).group(1))
+    assert esm == (encoding.STATIC / "pair_explorer.js").read_text(encoding="utf-8")  # the built bundle
+    assert "as default\n};" in esm  # an ES module with a default export: what the page imports and renders
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -193,36 +191,36 @@ def test_to_html_is_self_contained(explorer: sv.PairExplorer, tmp_path: Path) ->
 # ------------------------------------------------------------------------------------------------------
 
 
-def _run_parity(explorer: sv.PairExplorer, points: list[tuple[str, int]], regions: list[dict], tmp_path: Path) -> dict:
+def _run_parity(
+    explorer: sv.PairExplorer, bundle: str, points: list[tuple[str, int]], regions: list[dict], tmp_path: Path
+) -> dict:
+    """Run tests/js/parity.mjs on the built ``bundle``: it decodes the explorer's synced state as the widgets do
+    (binary traits as DataViews), then computes the hover maps of ``points`` and the region maps of ``regions``."""
     node = shutil.which("node")
     assert node, "node is needed to run the widget's JavaScript maths (Debian: apt-get install nodejs)"
     b64 = lambda data: base64.b64encode(bytes(data)).decode()  # noqa: E731
-    na, nb = np.prod(explorer.grid_a), np.prod(explorer.grid_b)
+    state = {k: v for k, v in explorer.get_state().items() if not k.startswith("_") and v is not None}
+    binary = sorted(k for k, v in state.items() if isinstance(v, (bytes, memoryview)))
     case = {
-        "kind": explorer.matrix_kind,
-        "dtype": explorer.matrix_dtype,
-        "nA": int(na),
-        "nB": int(nb),
-        "pairwise": b64(explorer.pairwise),
-        "shares_a": b64(explorer.shares_a),
-        "shares_b": b64(explorer.shares_b),
-        "dim": explorer.factor_dim,
-        "scale": explorer.scale,
-        "matrix_scale": explorer.matrix_scale,
+        "payload": {k: b64(v) if k in binary else v for k, v in state.items()},
+        "binary": binary,
         "points": points,
         "regions": [dict(r, mask=b64((r["mask"] * 255).astype(np.uint8).tobytes())) for r in regions],
     }
     path = tmp_path / "case.json"
     path.write_text(json.dumps(case))
-    out = subprocess.run([node, str(PARITY), str(JS_MODULE), str(path)], capture_output=True, text=True, timeout=120)
+    module = encoding.STATIC / f"{bundle}.js"
+    out = subprocess.run([node, str(PARITY), str(module), str(path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 
+@pytest.mark.parametrize("bundle", ["pair_explorer", "compare_explorer"])
 @pytest.mark.parametrize(
     "grids", [((7, 10), (5, 5)), ((24, 24), (23, 25)), ((33, 33), (32, 33))], ids=["float32", "float16", "factors"]
 )
-def test_browser_maths_equal_python(grids: tuple, tmp_path: Path) -> None:
+def test_browser_maths_equal_python(grids: tuple, bundle: str, tmp_path: Path) -> None:
+    """The maths of the built bundles (both widgets that decode a pair) against the Python Explanation."""
     ex = _synthetic(*grids)
     explorer = sv.PairExplorer.from_explanation(ex)
     rng = np.random.default_rng(0)
@@ -236,7 +234,7 @@ def test_browser_maths_equal_python(grids: tuple, tmp_path: Path) -> None:
         mask[(yy - H / 3) ** 2 + (xx - W / 2) ** 2 < (min(H, W) / 4) ** 2] = 1  # a painted disc
         grid = ex.grid_a if side == "a" else ex.grid_b
         regions.append({"side": side, "mask": mask, "H": H, "W": W, "gh": grid[0], "gw": grid[1]})
-    out = _run_parity(explorer, points, regions, tmp_path)
+    out = _run_parity(explorer, bundle, points, regions, tmp_path)
     rtol = {"float32": 1e-5, "float16": 2e-3, "factors": 3e-3}[
         explorer.matrix_dtype if explorer.matrix_kind == "pairwise" else "factors"
     ]

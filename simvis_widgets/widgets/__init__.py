@@ -1,4 +1,5 @@
-"""Jupyter widgets (anywidget): one Python class and one ES module per widget, no build step."""
+"""Jupyter widgets (anywidget): one Python class per widget, and its ES module and CSS built by esbuild from
+``js/`` into ``static/`` (see :data:`~simvis_widgets.widgets.encoding.STATIC`)."""
 
 from ..errors import PairExplorerError
 from .compare_explorer import CompareExplorer

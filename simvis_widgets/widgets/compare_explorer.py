@@ -15,8 +15,7 @@ from ..errors import WidgetError
 from ..images import ImageLike, load_image
 from ..pair import ExplainedPair
 from ..session import ModelSession
-from ._bundle import HERE, bundle
-from .encoding import MASK_SERIALIZERS, colormap_lut, matrix_payload, png_bytes
+from .encoding import MASK_SERIALIZERS, STATIC, colormap_lut, matrix_payload, png_bytes
 
 MODES = ("overview", "hover", "paint", "difference")
 
@@ -30,8 +29,8 @@ class CompareExplorer(anywidget.AnyWidget):
     image sizes, updated at the end of each stroke). ``explanations`` holds one Explanation per row.
     """
 
-    _esm = bundle("compare_explorer.js")
-    _css = (HERE / "pair_explorer.css").read_text() + (HERE / "compare_explorer.css").read_text()
+    _esm = STATIC / "compare_explorer.js"
+    _css = STATIC / "compare_explorer.css"
 
     _version = t.Int(0).tag(sync=True)
     images = t.List(t.Bytes()).tag(sync=True)

@@ -4,6 +4,7 @@ from which the browser computes every hover and paint map. One place for all wid
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,12 @@ from PIL import Image
 
 from ..decompose import Explanation
 from ..errors import WidgetError
+
+STATIC = Path(__file__).with_name("static")
+"""The built front end: ``static/<widget>.js`` (ES module) and ``static/<widget>.css``, bundled by esbuild from
+``js/<widget>.js`` and the shared modules of ``js/lib/`` (``npm run build``; committed, so installs need no Node).
+The widgets' ``_esm`` and ``_css`` are these paths: anywidget reads the files and, with ``ANYWIDGET_HMR=1`` in a
+source checkout, sends them again whenever they change (``npm run watch`` rebuilds on every edit)."""
 
 PAIRWISE_MAX = 1024 * 1024
 """Largest N_A x N_B sent as P itself (32 x 32 cells per image); above it the per-location shares go."""

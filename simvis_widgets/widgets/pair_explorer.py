@@ -3,7 +3,7 @@
 The kernel computes one :class:`~simvis_widgets.decompose.Explanation` per pair and sends its pairwise matrix
 ``P`` to the browser once (binary float32; float16 above ``FLOAT16_ABOVE`` entries; the factors ``Q_A``,
 ``Q_B`` above ``PAIRWISE_MAX`` entries). Hover and paint maps are computed in the browser
-(``pair_explorer.js``), so no kernel round trip happens per mouse move. Painted masks come back to the
+(``js/pair_explorer.js``), so no kernel round trip happens per mouse move. Painted masks come back to the
 ``mask_a`` / ``mask_b`` traits at the end of each stroke; the hovered cell to ``hover_a`` / ``hover_b``.
 """
 
@@ -22,10 +22,8 @@ from ..errors import PairExplorerError
 from ..images import ImageLike, load_image
 from ..pair import ExplainedPair
 from ..session import ModelSession
-from ._bundle import bundle
-from .encoding import MASK_SERIALIZERS, colormap_lut, matrix_payload, png_bytes
+from .encoding import MASK_SERIALIZERS, STATIC, colormap_lut, matrix_payload, png_bytes
 
-HERE = Path(__file__).parent
 MODES = ("overview", "hover", "paint")
 
 
@@ -42,8 +40,8 @@ class PairExplorer(anywidget.AnyWidget):
     (``"shared"`` | ``"per-view"``), ``show_grid``, ``brush`` (radius in image px), ``erase``.
     """
 
-    _esm = bundle("pair_explorer.js")
-    _css = HERE / "pair_explorer.css"
+    _esm = STATIC / "pair_explorer.js"
+    _css = STATIC / "pair_explorer.css"
 
     # --- the pair (kernel -> browser once per pair; _pair_version changes last) ---
     _pair_version = t.Int(0).tag(sync=True)

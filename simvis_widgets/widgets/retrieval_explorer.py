@@ -22,16 +22,15 @@ from ..gallery import Gallery, GalleryError, Hit
 from ..images import ImageLike
 from ..render import shared_limit
 from ..session import ModelSession
-from ._bundle import HERE, bundle
-from .encoding import MASK_SERIALIZERS, colormap_lut, jpeg_thumbnail, png_bytes
+from .encoding import MASK_SERIALIZERS, STATIC, colormap_lut, jpeg_thumbnail, png_bytes
 from .pair_explorer import PairExplorer
 
 
 class RetrievalView(anywidget.AnyWidget):
     """The browser part of :class:`RetrievalExplorer` (query canvas + result strip)."""
 
-    _esm = bundle("retrieval_explorer.js")
-    _css = (HERE / "pair_explorer.css").read_text() + (HERE / "retrieval_explorer.css").read_text()
+    _esm = STATIC / "retrieval_explorer.js"
+    _css = STATIC / "retrieval_explorer.css"
 
     query_version = t.Int(0).tag(sync=True)
     query_image = t.Bytes(b"").tag(sync=True)

@@ -1,5 +1,5 @@
-// Decodes bytes with decodeFloats of common.js in node and writes the float32 results back as bytes.
-// usage: node half.mjs COMMON_JS DTYPE OFFSET < input bytes  -> float32 little-endian bytes on stdout.
+// Decodes bytes with the decodeFloats of a built widget bundle in node and writes the float32 results back as bytes.
+// usage: node half.mjs BUNDLE DTYPE OFFSET < input bytes  -> float32 little-endian bytes on stdout.
 // OFFSET > 0 places the input at that byte offset inside a larger buffer (an unaligned typed-array view).
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";

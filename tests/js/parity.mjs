@@ -1,5 +1,6 @@
-// Runs the browser maths of pair_explorer.js in node on a case written by tests/test_pair_explorer.py.
-// usage: node parity.mjs MODULE_PATH CASE.json  -> prints JSON results on stdout
+// Runs the browser maths of a built widget bundle in node on a case written by tests/test_pair_explorer.py: the
+// pair's payload decoded as the widgets decode it (decodePayload), then hover rows / columns and painted regions.
+// usage: node parity.mjs BUNDLE CASE.json  -> prints JSON results on stdout
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
@@ -7,16 +8,13 @@ const [modulePath, casePath] = process.argv.slice(2);
 const m = await import(pathToFileURL(modulePath).href);
 const c = JSON.parse(readFileSync(casePath, "utf8"));
 const bytes = (b64) => new Uint8Array(Buffer.from(b64, "base64"));
-const scaled = (values, s) => { for (let k = 0; k < values.length; k++) values[k] *= s; return values; };
-const source = c.kind === "pairwise"
-  ? new m.Contributions({ nA: c.nA, nB: c.nB, pairwise: scaled(m.decodeFloats(bytes(c.pairwise), c.dtype), c.matrix_scale) })
-  : new m.Contributions({ nA: c.nA, nB: c.nB, dim: c.dim, scale: c.scale,
-      sharesA: m.decodeFloats(bytes(c.shares_a), c.dtype), sharesB: m.decodeFloats(bytes(c.shares_b), c.dtype) });
+const payload = { ...c.payload };
+for (const key of c.binary) payload[key] = new DataView(bytes(payload[key]).buffer);
+const { contrib } = m.decodePayload(payload);
 const out = { points: [], regions: [] };
-for (const [side, i] of c.points) out.points.push(Array.from(source.point(side, i)));
+for (const [side, i] of c.points) out.points.push(Array.from(contrib.point(side, i)));
 for (const r of c.regions) {
-  const mask = bytes(r.mask);
-  const w = m.cellWeights(mask, r.H, r.W, r.gh, r.gw);
-  out.regions.push({ weights: Array.from(w), map: Array.from(source.weighted(r.side, w)) });
+  const w = m.cellWeights(bytes(r.mask), r.H, r.W, r.gh, r.gw);
+  out.regions.push({ weights: Array.from(w), map: Array.from(contrib.weighted(r.side, w)) });
 }
 process.stdout.write(JSON.stringify(out));

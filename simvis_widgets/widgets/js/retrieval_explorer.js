@@ -2,7 +2,17 @@
 // results with their region heatmaps. The region's cell weights are computed here (exact covered area) and
 // sent to the kernel, throttled; the kernel scores the whole gallery with one matrix multiply and sends back
 // the top-k (ipywidgets merges updates that are still pending, so a slow search never builds a backlog).
-import { Panel, el, initRoot, onPointerMove } from "./common.js";
+import "./widget.css";
+import "./retrieval_explorer.css";
+import { asBytes, decodeFloats, decodeImage } from "./lib/bytes.js";
+import { drawCellMap } from "./lib/colour.js";
+import { exposeView, tracing } from "./lib/hooks.js";
+import { boxMask } from "./lib/masks.js";
+import { Panel, el, initRoot, onPointerMove } from "./lib/panel.js";
+
+// The shared code this bundle runs, exported so the node tests drive the built file (tests/test_js_maths.py).
+export { cellWeights } from "./lib/masks.js";
+export { Panel, decodeFloats };
 
 const TOOLS = ["paint", "box", "hover"];
 const SEND_EVERY_MS = 50;
@@ -25,7 +35,6 @@ class RetrievalView {
     this.box = null;
     this.hoverCell = null;
     this.thumbs = new Map();
-    root.__simvis = this;
   }
 
   buildControls() {
@@ -33,22 +42,60 @@ class RetrievalView {
     this.toolButtons = {};
     const tools = el("div", { class: "sv-group" });
     for (const tool of TOOLS) {
-      const b = el("button", { class: "sv-btn", "data-tool": tool, onclick: () => this.setTool(tool) }, tool[0].toUpperCase() + tool.slice(1));
+      const name = tool[0].toUpperCase() + tool.slice(1);
+      const b = el("button", { class: "sv-btn", "data-tool": tool, onclick: () => this.setTool(tool) }, name);
       this.toolButtons[tool] = b;
       tools.append(b);
     }
-    this.regionSelect = el("select", { title: "search with the whole query image or with the selected region", "data-testid": "region-mode" },
-      el("option", { value: "region" }, "region"), el("option", { value: "whole" }, "whole image"));
-    this.regionSelect.addEventListener("change", () => { m.set("region_mode", this.regionSelect.value); m.save_changes(); this.sendRegion(true); this.drawQuery(); });
-    this.kInput = el("input", { type: "number", min: "1", max: "50", step: "1", title: "number of results", style: "width: 4em" });
-    this.kInput.addEventListener("change", () => { m.set("k", Math.max(1, Number(this.kInput.value) || 1)); m.save_changes(); });
+    this.regionSelect = el(
+      "select",
+      { title: "search with the whole query image or with the selected region", "data-testid": "region-mode" },
+      el("option", { value: "region" }, "region"),
+      el("option", { value: "whole" }, "whole image"),
+    );
+    this.regionSelect.addEventListener("change", () => {
+      m.set("region_mode", this.regionSelect.value);
+      m.save_changes();
+      this.sendRegion(true);
+      this.drawQuery();
+    });
+    this.kInput = el("input", {
+      type: "number",
+      min: "1",
+      max: "50",
+      step: "1",
+      title: "number of results",
+      style: "width: 4em",
+    });
+    this.kInput.addEventListener("change", () => {
+      m.set("k", Math.max(1, Number(this.kInput.value) || 1));
+      m.save_changes();
+    });
     this.selfBox = el("input", { type: "checkbox", title: "leave the query itself out of the results" });
-    this.selfBox.addEventListener("change", () => { m.set("exclude_self", this.selfBox.checked); m.save_changes(); });
-    this.brushInput = el("input", { type: "range", min: "2", max: "120", step: "1", title: "brush radius in image pixels" });
-    this.brushInput.addEventListener("input", () => { m.set("brush", Number(this.brushInput.value)); m.save_changes(); });
+    this.selfBox.addEventListener("change", () => {
+      m.set("exclude_self", this.selfBox.checked);
+      m.save_changes();
+    });
+    this.brushInput = el("input", {
+      type: "range",
+      min: "2",
+      max: "120",
+      step: "1",
+      title: "brush radius in image pixels",
+    });
+    this.brushInput.addEventListener("input", () => {
+      m.set("brush", Number(this.brushInput.value));
+      m.save_changes();
+    });
     const clear = el("button", { class: "sv-btn", onclick: () => this.clearRegion() }, "Clear");
-    this.toolbar = el("div", { class: "sv-toolbar" }, tools, el("label", {}, "brush ", this.brushInput), clear,
-      el("div", { class: "sv-group" }, this.regionSelect, el("label", {}, "k ", this.kInput), el("label", {}, this.selfBox, " exclude the query")));
+    const search = el(
+      "div",
+      { class: "sv-group" },
+      this.regionSelect,
+      el("label", {}, "k ", this.kInput),
+      el("label", {}, this.selfBox, " exclude the query"),
+    );
+    this.toolbar = el("div", { class: "sv-toolbar" }, tools, el("label", {}, "brush ", this.brushInput), clear, search);
   }
 
   syncControls() {
@@ -70,10 +117,9 @@ class RetrievalView {
 
   async loadQuery() {
     const m = this.model;
-    const data = m.get("query_image");
-    const bytes = data instanceof DataView ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
-    const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
-    const [H, W] = m.get("query_size"), [gh, gw] = m.get("query_grid");
+    const bitmap = await decodeImage(m.get("query_image"));
+    const [H, W] = m.get("query_size");
+    const [gh, gw] = m.get("query_grid");
     this.query.setImage(bitmap, H, W, gh, gw);
     this.query.setMask(null);
     this.box = null;
@@ -106,22 +152,42 @@ class RetrievalView {
     if (this.requestId && this.requestId !== this.answeredId && now - this.lastSend < IN_FLIGHT_WAIT_MS) {
       this.pendingSend = true;
       if (!this.pendingTimer) {
-        this.pendingTimer = setTimeout(() => { this.pendingTimer = null; this.flushPending(true); }, IN_FLIGHT_WAIT_MS - (now - this.lastSend));
+        this.pendingTimer = setTimeout(
+          () => {
+            this.pendingTimer = null;
+            this.flushPending(true);
+          },
+          IN_FLIGHT_WAIT_MS - (now - this.lastSend),
+        );
       }
       return;
     }
     this.pendingSend = false;
     if (!force && now - this.lastSend < SEND_EVERY_MS) {
-      if (!this.sendTimer) this.sendTimer = setTimeout(() => { this.sendTimer = null; this.sendRegion(true); }, SEND_EVERY_MS - (now - this.lastSend));
+      if (!this.sendTimer) {
+        this.sendTimer = setTimeout(
+          () => {
+            this.sendTimer = null;
+            this.sendRegion(true);
+          },
+          SEND_EVERY_MS - (now - this.lastSend),
+        );
+      }
       return;
     }
-    if (this.sendTimer) { clearTimeout(this.sendTimer); this.sendTimer = null; }
+    if (this.sendTimer) {
+      clearTimeout(this.sendTimer);
+      this.sendTimer = null;
+    }
     this.lastSend = now;
     const w = this.currentWeights();
     this.requestId = (this.requestId || 0) + 1;
     (this.sentAt = this.sentAt || new Map()).set(this.requestId, now);
     if (this.sentAt.size > 1000) this.sentAt.delete(this.sentAt.keys().next().value);
-    this.model.set("query_region", w ? { kind: "cells", weights: Array.from(w), id: this.requestId } : { kind: "whole", id: this.requestId });
+    const region = w
+      ? { kind: "cells", weights: Array.from(w), id: this.requestId }
+      : { kind: "whole", id: this.requestId };
+    this.model.set("query_region", region);
     this.model.save_changes();
   }
 
@@ -142,18 +208,8 @@ class RetrievalView {
   }
 
   syncMask() {
-    const q = this.query;
-    this.model.set("query_mask", q.maskPixels > 0 ? { shape: [q.H, q.W], data: new DataView(q.mask.slice().buffer) } : null);
+    this.model.set("query_mask", this.query.maskTrait());
     this.model.save_changes();
-  }
-
-  setBoxMask(x0, y0, x1, y1) {
-    const q = this.query;
-    const mask = new Uint8Array(q.W * q.H);
-    const [xa, xb] = [Math.max(0, Math.floor(Math.min(x0, x1))), Math.min(q.W, Math.ceil(Math.max(x0, x1)))];
-    const [ya, yb] = [Math.max(0, Math.floor(Math.min(y0, y1))), Math.min(q.H, Math.ceil(Math.max(y0, y1)))];
-    for (let y = ya; y < yb; y++) mask.fill(255, y * q.W + xa, y * q.W + xb);
-    q.setMask(mask);
   }
 
   bindPointer() {
@@ -166,8 +222,10 @@ class RetrievalView {
       q.mark.setPointerCapture?.(e.pointerId);
       const loc = q.locate(e);
       this.dragging = true;
-      if (tool === "paint") { q.lastPoint = null; q.strokeTo(loc.x, loc.y, this.model.get("brush"), false); }
-      else this.box = { x0: loc.x, y0: loc.y, x1: loc.x, y1: loc.y };
+      if (tool === "paint") {
+        q.endStroke();
+        q.strokeTo(loc.x, loc.y, this.model.get("brush"), false);
+      } else this.box = { x0: loc.x, y0: loc.y, x1: loc.x, y1: loc.y };
       this.afterEdit();
     });
     onPointerMove(q.mark, (e) => {
@@ -182,40 +240,56 @@ class RetrievalView {
         }
         return;
       }
-      if (this.dragging && (e.buttons & 1)) {
+      if (this.dragging && e.buttons & 1) {
         if (tool === "paint") q.strokeTo(loc.x, loc.y, this.model.get("brush"), false);
-        else if (this.box) { this.box.x1 = loc.x; this.box.y1 = loc.y; this.setBoxMask(this.box.x0, this.box.y0, this.box.x1, this.box.y1); }
+        else if (this.box) {
+          this.box.x1 = loc.x;
+          this.box.y1 = loc.y;
+          q.setMask(boxMask(q.H, q.W, this.box.x0, this.box.y0, this.box.x1, this.box.y1));
+        }
         this.afterEdit();
       } else this.drawQuery();
     });
     const end = () => {
       if (!this.dragging) return;
       this.dragging = false;
-      q.lastPoint = null;
+      q.endStroke();
       this.sendRegion(true);
       this.syncMask();
     };
     q.mark.addEventListener("pointerup", end);
     q.mark.addEventListener("pointercancel", end);
-    q.mark.addEventListener("pointerleave", () => { this.cursor = null; end(); this.drawQuery(); });
+    q.mark.addEventListener("pointerleave", () => {
+      this.cursor = null;
+      end();
+      this.drawQuery();
+    });
   }
 
   afterEdit() {
-    if (this.model.get("region_mode") === "whole") { this.model.set("region_mode", "region"); this.model.save_changes(); this.syncControls(); }
+    if (this.model.get("region_mode") === "whole") {
+      this.model.set("region_mode", "region");
+      this.model.save_changes();
+      this.syncControls();
+    }
     this.drawQuery();
     this.sendRegion();
   }
 
   drawQuery() {
     if (!this.ready) return;
-    const q = this.query, m = this.model;
+    const q = this.query;
+    const m = this.model;
     const tool = m.get("tool");
     const whole = m.get("region_mode") === "whole";
+    const brushShown = tool === "paint" && this.cursor && this.cursor.inside;
     q.drawHeat(null, 1, null, 0);
     q.drawMarks({
-      grid: tool === "hover", cell: tool === "hover" && this.hoverCell && !whole ? this.hoverCell : null, match: null,
+      grid: tool === "hover",
+      cell: tool === "hover" && this.hoverCell && !whole ? this.hoverCell : null,
+      match: null,
       showMask: !whole && tool !== "hover",
-      brush: tool === "paint" && this.cursor && this.cursor.inside ? { x: this.cursor.x, y: this.cursor.y, r: m.get("brush"), erase: false } : null,
+      brush: brushShown ? { x: this.cursor.x, y: this.cursor.y, r: m.get("brush"), erase: false } : null,
     });
   }
 
@@ -224,90 +298,97 @@ class RetrievalView {
   renderResults() {
     const m = this.model;
     const results = m.get("results") || [];
-    const lut = this.lut();
+    const lut = asBytes(m.get("lut"));
     const vmax = Math.max(1e-30, m.get("strip_vmax"));
     const best = Math.max(1e-30, ...results.map((r) => Math.abs(r.score)));
     this.strip.innerHTML = "";
     for (const r of results) {
-      const [H, W] = r.size, [gh, gw] = r.grid;
-      const card = el("div", { class: "sv-card", "data-index": String(r.index), title: `${r.source}${r.label !== null && r.label !== undefined ? " (" + r.label + ")" : ""}` });
+      const [H, W] = r.size;
+      const [gh, gw] = r.grid;
+      const labelled = r.label !== null && r.label !== undefined;
+      const card = el("div", {
+        class: "sv-card",
+        "data-index": String(r.index),
+        title: `${r.source}${labelled ? " (" + r.label + ")" : ""}`,
+      });
       const stack = el("div", { class: "sv-stack" });
       stack.style.aspectRatio = `${W} / ${H}`;
       const img = el("canvas", { class: "sv-layer", width: String(W), height: String(H) });
-      const heat = el("canvas", { class: "sv-layer sv-heat", width: String(W), height: String(H), "data-testid": `result-heat-${r.rank}` });
+      const heat = el("canvas", {
+        class: "sv-layer sv-heat",
+        width: String(W),
+        height: String(H),
+        "data-testid": `result-heat-${r.rank}`,
+      });
       heat.style.opacity = String(m.get("opacity"));
       stack.append(img, heat);
       this.drawThumb(img, r);
-      const values = decode32(r.map);
       const small = document.createElement("canvas");
-      small.width = gw; small.height = gh;
-      const data = new ImageData(gw, gh);
-      for (let k = 0; k < values.length; k++) {
-        const t = Math.max(0, Math.min(255, Math.round(((values[k] / vmax + 1) / 2) * 255)));
-        data.data.set([lut[3 * t], lut[3 * t + 1], lut[3 * t + 2], 255], 4 * k);
-      }
-      small.getContext("2d").putImageData(data, 0, 0);
-      const ctx = heat.getContext("2d");
-      ctx.imageSmoothingEnabled = true;
-      ctx.imageSmoothingQuality = "low";
-      ctx.drawImage(small, 0, 0, W, H);
+      small.width = gw;
+      small.height = gh;
+      drawCellMap(heat.getContext("2d"), small, decodeFloats(r.map, "float32"), vmax, lut);
       const bar = el("div", { class: "sv-bar" });
       bar.style.width = `${Math.max(0, (100 * r.score) / best).toFixed(1)}%`;
-      card.append(stack, el("div", { class: "sv-card-text" }, `#${r.rank + 1}  ${r.score.toFixed(4)}`), el("div", { class: "sv-bar-track" }, bar),
-        el("div", { class: "sv-card-label" }, r.label !== null && r.label !== undefined ? String(r.label) : String(r.source)));
+      card.append(
+        stack,
+        el("div", { class: "sv-card-text" }, `#${r.rank + 1}  ${r.score.toFixed(4)}`),
+        el("div", { class: "sv-bar-track" }, bar),
+        el("div", { class: "sv-card-label" }, labelled ? String(r.label) : String(r.source)),
+      );
       card.addEventListener("click", () => this.model.send({ event: "select", index: r.index }));
       this.strip.append(card);
     }
     const region = m.get("query_region");
     const what = !region || region.kind === "whole" ? "whole query image" : "selected region";
     this.status.textContent = results.length
-      ? `top ${results.length} of ${m.get("gallery_size")} by the exact region score of the ${what} (maps on one scale ±${vmax.toExponential(2)}); click a result to explain the pair`
+      ? `top ${results.length} of ${m.get("gallery_size")} by the exact region score of the ${what} ` +
+        `(maps on one scale ±${vmax.toExponential(2)}); click a result to explain the pair`
       : "no results";
     const version = m.get("results_version");
     this.root.dataset.results = String(version);
     const answered = m.get("results_for");
     this.answeredId = answered;
-    if (this.pendingTimer) { clearTimeout(this.pendingTimer); this.pendingTimer = null; }
+    if (this.pendingTimer) {
+      clearTimeout(this.pendingTimer);
+      this.pendingTimer = null;
+    }
     this.flushPending();
-    if (window.__SIMVIS_TRACE__ && this.sentAt && this.sentAt.has(answered)) {
+    if (tracing() && this.sentAt && this.sentAt.has(answered)) {
       // sent: when the region these results answer left the browser (not the latest send)
-      (this.trace = this.trace || []).push({ sent: this.sentAt.get(answered), shown: performance.now(), version, id: answered });
+      const shown = performance.now();
+      (this.trace = this.trace || []).push({ sent: this.sentAt.get(answered), shown, version, id: answered });
     }
   }
 
   drawThumb(canvas, r) {
     const ctx = canvas.getContext("2d");
     const cached = this.thumbs.get(r.index);
-    if (cached) { ctx.drawImage(cached, 0, 0, canvas.width, canvas.height); return; }
+    if (cached) {
+      ctx.drawImage(cached, 0, 0, canvas.width, canvas.height);
+      return;
+    }
     if (!r.thumb || !r.thumb.byteLength) return;
-    const bytes = new Uint8Array(r.thumb.buffer, r.thumb.byteOffset, r.thumb.byteLength);
-    createImageBitmap(new Blob([bytes], { type: "image/jpeg" })).then((bitmap) => {
+    decodeImage(r.thumb, "image/jpeg").then((bitmap) => {
       this.thumbs.set(r.index, bitmap);
       ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
     });
   }
-
-  lut() {
-    const data = this.model.get("lut");
-    return data instanceof DataView ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
-  }
-}
-
-function decode32(data) {
-  const view = data instanceof DataView ? data : new DataView(data.buffer ?? data);
-  const out = new Float32Array(view.byteLength >> 2);
-  for (let k = 0; k < out.length; k++) out[k] = view.getFloat32(4 * k, true);
-  return out;
 }
 
 function render({ model, el: root }) {
   const view = new RetrievalView(model, root);
+  const hide = exposeView(root, view);
   view.syncControls();
   view.loadQuery();
   model.on("change:query_version", () => view.loadQuery());
   model.on("change:results_version", () => view.renderResults());
-  for (const name of ["tool", "k", "exclude_self", "region_mode", "brush"]) model.on(`change:${name}`, () => { view.syncControls(); view.drawQuery(); });
-  return () => { root.__simvis = null; };
+  for (const name of ["tool", "k", "exclude_self", "region_mode", "brush"]) {
+    model.on(`change:${name}`, () => {
+      view.syncControls();
+      view.drawQuery();
+    });
+  }
+  return hide;
 }
 
 export default { render };

@@ -1,7 +1,17 @@
-// PairExplorer front end: two linked image canvases; hover and paint maps are computed in the browser
-// (the maths and the canvas panel live in common.js).
-import { ColorBar, Contributions, Panel, argmax, decodeFloats, el, fmt, initRoot, maxAbs, onPointerMove, pct, setText, sum } from "./common.js";
-export { Contributions, argmax, axisOverlaps, cellWeights, decodeFloats } from "./common.js";
+// PairExplorer front end: two linked image canvases; hover and paint maps are computed in the browser from the
+// pair's contributions (lib/contributions.js), drawn on the shared image panels (lib/panel.js).
+import "./widget.css";
+import { asBytes, decodeImage } from "./lib/bytes.js";
+import { PAYLOAD_KEYS, decodePayload } from "./lib/contributions.js";
+import { exposeView, tracing } from "./lib/hooks.js";
+import { maskFromTrait } from "./lib/masks.js";
+import { ColorBar, Panel, el, initRoot, onPointerMove, setText } from "./lib/panel.js";
+import { bestCell, fmt, maxAbs, pct, regionScore, sum } from "./lib/readouts.js";
+
+// The shared code this bundle runs, exported so the node tests drive the built file (tests/test_js_maths.py).
+export { decodeFloats } from "./lib/bytes.js";
+export { cellWeights } from "./lib/masks.js";
+export { Panel, decodePayload };
 
 const MODES = ["overview", "hover", "paint"];
 const CMAPS = ["RdBu_r", "coolwarm", "bwr", "seismic", "PiYG", "PuOr_r", "viridis"];
@@ -20,36 +30,27 @@ class PairView {
     this.trace = [];
     this.buildControls();
     initRoot(root, "simvis-pair");
-    root.append(this.toolbar, el("div", { class: "sv-panels" }, this.a.root, this.b.root), this.colorbar.root, this.readout);
+    const panels = el("div", { class: "sv-panels" }, this.a.root, this.b.root);
+    root.append(this.toolbar, panels, this.colorbar.root, this.readout);
     root.addEventListener("keydown", (e) => this.onKey(e));
     for (const panel of [this.a, this.b]) this.bindPointer(panel);
-    root.__simvis = this; // for tests and benchmarks
   }
 
   // ---- data --------------------------------------------------------------------------------------
 
   async loadPair() {
     const m = this.model;
-    const [ha, wa] = m.get("grid_a"), [hb, wb] = m.get("grid_b");
-    const nA = ha * wa, nB = hb * wb;
-    const dtype = m.get("matrix_dtype");
-    if (m.get("matrix_kind") === "pairwise") {
-      const P = decodeFloats(m.get("pairwise"), dtype);
-      const s = m.get("matrix_scale");
-      if (s !== 1) for (let k = 0; k < P.length; k++) P[k] *= s;
-      this.contrib = new Contributions({ nA, nB, pairwise: P });
-    } else {
-      this.contrib = new Contributions({
-        nA, nB, dim: m.get("factor_dim"), scale: m.get("scale"),
-        sharesA: decodeFloats(m.get("shares_a"), dtype), sharesB: decodeFloats(m.get("shares_b"), dtype),
-      });
-    }
-    this.mapA = decodeFloats(m.get("map_a"), "float32");
-    this.mapB = decodeFloats(m.get("map_b"), "float32");
+    const [ha, wa] = m.get("grid_a");
+    const [hb, wb] = m.get("grid_b");
+    const { contrib, mapA, mapB } = decodePayload(Object.fromEntries(PAYLOAD_KEYS.map((k) => [k, m.get(k)])));
+    this.contrib = contrib;
+    this.mapA = mapA;
+    this.mapB = mapB;
     this.sumA = sum(this.mapA);
     this.sumB = sum(this.mapB);
-    const [bitmapA, bitmapB] = await Promise.all([this.decodeImage("image_a"), this.decodeImage("image_b")]);
-    const [Ha, Wa] = m.get("size_a"), [Hb, Wb] = m.get("size_b");
+    const [bitmapA, bitmapB] = await Promise.all([decodeImage(m.get("image_a")), decodeImage(m.get("image_b"))]);
+    const [Ha, Wa] = m.get("size_a");
+    const [Hb, Wb] = m.get("size_b");
     this.a.setImage(bitmapA, Ha, Wa, ha, wa);
     this.b.setImage(bitmapB, Hb, Wb, hb, wb);
     this.loadMask("a");
@@ -60,32 +61,18 @@ class PairView {
     this.draw();
   }
 
-  async decodeImage(name) {
-    const data = this.model.get(name);
-    const bytes = data instanceof DataView ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
-    return await createImageBitmap(new Blob([bytes], { type: "image/png" }));
-  }
-
   loadLut() {
-    const data = this.model.get("lut");
-    this.lut = data instanceof DataView ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
+    this.lut = asBytes(this.model.get("lut"));
     this.colorbar.paint(this.lut);
   }
 
   loadMask(side) {
     const panel = this[side];
-    const value = this.model.get(`mask_${side}`);
-    if (!value || !value.data) { panel.setMask(null); return; }
-    const [H, W] = value.shape;
-    const d = value.data;
-    const bytes = d instanceof DataView ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : new Uint8Array(d);
-    panel.setMask(H === panel.H && W === panel.W ? new Uint8Array(bytes) : null);
+    panel.setMask(maskFromTrait(this.model.get(`mask_${side}`), panel.H, panel.W));
   }
 
   syncMask(side) {
-    const panel = this[side];
-    const value = panel.maskPixels > 0 ? { shape: [panel.H, panel.W], data: new DataView(panel.mask.slice().buffer) } : null;
-    this.model.set(`mask_${side}`, value);
+    this.model.set(`mask_${side}`, this[side].maskTrait());
     this.model.save_changes();
   }
 
@@ -97,38 +84,101 @@ class PairView {
     const modes = el("div", { class: "sv-group", role: "group" });
     for (const mode of MODES) {
       const key = mode[0].toUpperCase();
-      const b = el("button", { class: "sv-btn", "data-mode": mode, title: `${mode} mode (key ${mode[0]})`, onclick: () => this.setTrait("mode", mode) }, `${key}${mode.slice(1)}`);
+      const b = el(
+        "button",
+        {
+          class: "sv-btn",
+          "data-mode": mode,
+          title: `${mode} mode (key ${mode[0]})`,
+          onclick: () => this.setTrait("mode", mode),
+        },
+        `${key}${mode.slice(1)}`,
+      );
       this.modeButtons[mode] = b;
       modes.append(b);
     }
-    this.brushInput = el("input", { type: "range", min: "2", max: "120", step: "1", title: "brush radius in image pixels ([ and ])", "data-testid": "brush" });
+    this.brushInput = el("input", {
+      type: "range",
+      min: "2",
+      max: "120",
+      step: "1",
+      title: "brush radius in image pixels ([ and ])",
+      "data-testid": "brush",
+    });
     this.brushInput.addEventListener("input", () => this.setTrait("brush", Number(this.brushInput.value)));
     this.eraseBox = el("input", { type: "checkbox", title: "erase (key e)" });
     this.eraseBox.addEventListener("change", () => this.setTrait("erase", this.eraseBox.checked));
-    const clear = el("button", { class: "sv-btn", title: "clear both masks (key c)", onclick: () => this.clearMasks() }, "Clear");
-    this.paintGroup = el("div", { class: "sv-group" }, el("label", {}, "brush ", this.brushInput), el("label", {}, this.eraseBox, " erase"), clear);
+    const clear = el(
+      "button",
+      { class: "sv-btn", title: "clear both masks (key c)", onclick: () => this.clearMasks() },
+      "Clear",
+    );
+    this.paintGroup = el(
+      "div",
+      { class: "sv-group" },
+      el("label", {}, "brush ", this.brushInput),
+      el("label", {}, this.eraseBox, " erase"),
+      clear,
+    );
     this.cmapSelect = el("select", { title: "colormap", "data-testid": "cmap" });
     const cmaps = new Set([...CMAPS, m.get("cmap")]);
     for (const c of cmaps) this.cmapSelect.append(el("option", { value: c }, c));
     this.cmapSelect.addEventListener("change", () => this.setTrait("cmap", this.cmapSelect.value));
     this.opacityInput = el("input", { type: "range", min: "0", max: "1", step: "0.05", title: "overlay opacity" });
     this.opacityInput.addEventListener("input", () => this.setTrait("opacity", Number(this.opacityInput.value)));
-    this.scaleSelect = el("select", { title: "colour scale" }, el("option", { value: "shared" }, "shared scale"), el("option", { value: "per-view" }, "per-view scale"));
+    this.scaleSelect = el(
+      "select",
+      { title: "colour scale" },
+      el("option", { value: "shared" }, "shared scale"),
+      el("option", { value: "per-view" }, "per-view scale"),
+    );
     this.scaleSelect.addEventListener("change", () => this.setTrait("scale_mode", this.scaleSelect.value));
     this.gridBox = el("input", { type: "checkbox", title: "show the feature cells (key g)" });
     this.gridBox.addEventListener("change", () => this.setTrait("show_grid", this.gridBox.checked));
-    const swap = el("button", { class: "sv-btn", title: "swap A and B", onclick: () => this.model.send({ event: "swap" }) }, "Swap");
-    const reset = el("button", { class: "sv-btn", title: "back to the overview, masks cleared (key r)", onclick: () => this.reset() }, "Reset");
+    const swap = el(
+      "button",
+      { class: "sv-btn", title: "swap A and B", onclick: () => this.model.send({ event: "swap" }) },
+      "Swap",
+    );
+    const reset = el(
+      "button",
+      { class: "sv-btn", title: "back to the overview, masks cleared (key r)", onclick: () => this.reset() },
+      "Reset",
+    );
     if (this.isStatic) swap.disabled = true;
-    this.toolbar = el("div", { class: "sv-toolbar" }, modes, this.paintGroup,
-      el("div", { class: "sv-group" }, this.cmapSelect, el("label", {}, "opacity ", this.opacityInput), this.scaleSelect, el("label", {}, this.gridBox, " grid")),
-      el("div", { class: "sv-group" }, swap, reset));
+    const view = el(
+      "div",
+      { class: "sv-group" },
+      this.cmapSelect,
+      el("label", {}, "opacity ", this.opacityInput),
+      this.scaleSelect,
+      el("label", {}, this.gridBox, " grid"),
+    );
+    this.toolbar = el(
+      "div",
+      { class: "sv-toolbar" },
+      modes,
+      this.paintGroup,
+      view,
+      el("div", { class: "sv-group" }, swap, reset),
+    );
     this.colorbar = new ColorBar();
     this.readoutScore = el("div", { class: "sv-score" });
     this.readoutSums = el("div");
     this.readoutInfo = el("div", { "data-testid": "info" });
-    this.readout = el("div", { class: "sv-readout", "data-testid": "readout" }, this.readoutScore, this.readoutSums, this.readoutInfo,
-      el("div", { class: "sv-hint" }, "red adds to the similarity, blue subtracts · keys: o h p (modes), e erase, c clear, [ ] brush, g grid, r reset"));
+    const hint = el(
+      "div",
+      { class: "sv-hint" },
+      "red adds to the similarity, blue subtracts · keys: o h p (modes), e erase, c clear, [ ] brush, g grid, r reset",
+    );
+    this.readout = el(
+      "div",
+      { class: "sv-readout", "data-testid": "readout" },
+      this.readoutScore,
+      this.readoutSums,
+      this.readoutInfo,
+      hint,
+    );
   }
 
   setTrait(name, value) {
@@ -156,14 +206,20 @@ class PairView {
   }
 
   clearMasks() {
-    for (const side of ["a", "b"]) { this[side].setMask(null); this.syncMask(side); }
+    for (const side of ["a", "b"]) {
+      this[side].setMask(null);
+      this.syncMask(side);
+    }
     this.draw();
   }
 
   reset() {
-    this.a.setMask(null); this.b.setMask(null);
-    this.model.set("mask_a", null); this.model.set("mask_b", null);
-    this.model.set("hover_a", []); this.model.set("hover_b", []);
+    this.a.setMask(null);
+    this.b.setMask(null);
+    this.model.set("mask_a", null);
+    this.model.set("mask_b", null);
+    this.model.set("hover_a", []);
+    this.model.set("hover_b", []);
     this.model.set("mode", "overview");
     this.model.save_changes();
     this.syncControls();
@@ -171,9 +227,18 @@ class PairView {
   }
 
   onKey(e) {
-    const keys = { o: () => this.setTrait("mode", "overview"), h: () => this.setTrait("mode", "hover"), p: () => this.setTrait("mode", "paint"),
-      e: () => this.setTrait("erase", !this.model.get("erase")), c: () => this.clearMasks(), g: () => this.setTrait("show_grid", !this.model.get("show_grid")),
-      r: () => this.reset(), "[": () => this.setTrait("brush", Math.max(2, this.model.get("brush") - 4)), "]": () => this.setTrait("brush", Math.min(120, this.model.get("brush") + 4)) };
+    const m = this.model;
+    const keys = {
+      o: () => this.setTrait("mode", "overview"),
+      h: () => this.setTrait("mode", "hover"),
+      p: () => this.setTrait("mode", "paint"),
+      e: () => this.setTrait("erase", !m.get("erase")),
+      c: () => this.clearMasks(),
+      g: () => this.setTrait("show_grid", !m.get("show_grid")),
+      r: () => this.reset(),
+      "[": () => this.setTrait("brush", Math.max(2, m.get("brush") - 4)),
+      "]": () => this.setTrait("brush", Math.min(120, m.get("brush") + 4)),
+    };
     const action = keys[e.key];
     if (!action || e.ctrlKey || e.metaKey || e.altKey) return;
     e.preventDefault();
@@ -201,7 +266,9 @@ class PairView {
         }
         this.request(e.timeStamp);
       } else if (mode === "paint") {
-        if (this.painting === panel && (e.buttons & 1)) panel.strokeTo(loc.x, loc.y, this.model.get("brush"), this.model.get("erase"));
+        if (this.painting === panel && e.buttons & 1) {
+          panel.strokeTo(loc.x, loc.y, this.model.get("brush"), this.model.get("erase"));
+        }
         this.brushAt = { panel, x: loc.x, y: loc.y };
         this.request(e.timeStamp);
       }
@@ -211,7 +278,7 @@ class PairView {
       e.preventDefault();
       panel.mark.setPointerCapture?.(e.pointerId);
       this.painting = panel;
-      panel.lastPoint = null;
+      panel.endStroke();
       const loc = panel.locate(e);
       panel.strokeTo(loc.x, loc.y, this.model.get("brush"), this.model.get("erase"));
       this.request(e.timeStamp);
@@ -219,27 +286,44 @@ class PairView {
     const end = () => {
       if (this.painting !== panel) return;
       this.painting = null;
-      panel.lastPoint = null;
+      panel.endStroke();
       this.syncMask(panel.side);
     };
     panel.mark.addEventListener("pointerup", end);
     panel.mark.addEventListener("pointercancel", end);
-    panel.mark.addEventListener("pointerleave", () => { this.brushAt = null; end(); this.request(performance.now()); });
+    panel.mark.addEventListener("pointerleave", () => {
+      this.brushAt = null;
+      end();
+      this.request(performance.now());
+    });
   }
 
   /** Send local trait changes to the kernel at most every 50 ms (the last state always goes). */
   saveSoon() {
     if (this.saveTimer) return;
     const wait = Math.max(0, 50 - (performance.now() - (this.lastSave || -1e9)));
-    this.saveTimer = setTimeout(() => { this.saveTimer = null; this.lastSave = performance.now(); this.model.save_changes(); }, wait);
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = null;
+      this.lastSave = performance.now();
+      this.model.save_changes();
+    }, wait);
   }
 
   /** Draw now when the last draw is older than half a frame, else once on the next frame (latest wins). */
   request(eventTime) {
-    if (this.pending !== null) { this.pendingTimes.push(eventTime); return; }
-    if (performance.now() - this.lastDraw > 8) { this.draw([eventTime]); return; }
+    if (this.pending !== null) {
+      this.pendingTimes.push(eventTime);
+      return;
+    }
+    if (performance.now() - this.lastDraw > 8) {
+      this.draw([eventTime]);
+      return;
+    }
     this.pendingTimes = [eventTime];
-    this.pending = requestAnimationFrame(() => { this.pending = null; this.draw(this.pendingTimes); });
+    this.pending = requestAnimationFrame(() => {
+      this.pending = null;
+      this.draw(this.pendingTimes);
+    });
   }
 
   // ---- drawing -----------------------------------------------------------------------------------
@@ -250,36 +334,40 @@ class PairView {
     const views = { a: null, b: null, cell: null, match: null, info: "" };
     const score = m.get("score");
     if (mode === "overview") {
-      views.a = this.mapA; views.b = this.mapB;
+      views.a = this.mapA;
+      views.b = this.mapB;
       views.info = "Overview: each image's map S = P summed over the other image.";
     } else if (mode === "hover") {
       for (const side of ["a", "b"]) {
         const cell = m.get(`hover_${side}`);
         if (!cell || cell.length !== 2) continue;
-        const src = this[side], dst = side === "a" ? this.b : this.a;
+        const src = this[side];
+        const dst = side === "a" ? this.b : this.a;
         const i = cell[0] * src.gw + cell[1];
         const values = this.contrib.point(side, i);
-        const best = argmax(values);
+        const best = bestCell(values, dst.gw);
         views[dst.side] = values;
         views.cell = { side, rc: cell };
-        views.match = { side: dst.side, rc: [Math.floor(best / dst.gw), best % dst.gw] };
+        views.match = { side: dst.side, rc: best.rc };
         const own = (side === "a" ? this.mapA : this.mapB)[i];
-        views.info = `Cell (${cell[0]}, ${cell[1]}) of ${side.toUpperCase()} carries ${fmt(own)} (${pct(own, score)} of the score); ` +
-          `best match on ${dst.side.toUpperCase()}: cell (${views.match.rc[0]}, ${views.match.rc[1]}), ${fmt(values[best], 5)}.`;
+        views.info =
+          `Cell (${cell[0]}, ${cell[1]}) of ${side.toUpperCase()} carries ${fmt(own)} (${pct(own, score)} of the score); ` +
+          `best match on ${dst.side.toUpperCase()}: cell (${best.rc[0]}, ${best.rc[1]}), ${fmt(values[best.index], 5)}.`;
       }
       if (!views.cell) views.info = "Hover: move over either image; the other shows what that cell matches.";
     } else {
       const parts = [];
       for (const side of ["a", "b"]) {
-        const src = this[side], dst = side === "a" ? this.b : this.a;
+        const src = this[side];
+        const dst = side === "a" ? this.b : this.a;
         if (!(src.maskPixels > 0)) continue;
         views[dst.side] = this.contrib.weighted(side, src.weights);
-        const own = side === "a" ? this.mapA : this.mapB;
-        let region = 0;
-        for (let k = 0; k < own.length; k++) region += src.weights[k] * own[k];
+        const region = regionScore(src.weights, side === "a" ? this.mapA : this.mapB);
         parts.push(`region on ${side.toUpperCase()}: score ${fmt(region)} (${pct(region, score)} of the total)`);
       }
-      views.info = parts.length ? `Paint: ${parts.join("; ")}.` : "Paint: drag on either image to paint a region; the other shows where it is matched.";
+      views.info = parts.length
+        ? `Paint: ${parts.join("; ")}.`
+        : "Paint: drag on either image to paint a region; the other shows where it is matched.";
     }
     return views;
   }
@@ -295,17 +383,21 @@ class PairView {
     this.b.drawHeat(views.b, shared ? vShared : maxAbs(views.b), this.lut, opacity);
     const paint = m.get("mode") === "paint";
     for (const panel of [this.a, this.b]) {
-      const brush = paint && this.brushAt && this.brushAt.panel === panel ? { x: this.brushAt.x, y: this.brushAt.y, r: m.get("brush"), erase: m.get("erase") } : null;
+      const brushHere = paint && this.brushAt && this.brushAt.panel === panel;
+      const brush = brushHere
+        ? { x: this.brushAt.x, y: this.brushAt.y, r: m.get("brush"), erase: m.get("erase") }
+        : null;
       panel.drawMarks({
         grid: m.get("show_grid"),
         cell: views.cell && views.cell.side === panel.side ? views.cell.rc : null,
         match: views.match && views.match.side === panel.side ? views.match.rc : null,
-        showMask: paint, brush,
+        showMask: paint,
+        brush,
       });
     }
     this.drawCaptions(views, shared ? vShared : null);
     this.lastDraw = performance.now();
-    if (eventTimes && window.__SIMVIS_TRACE__) {
+    if (eventTimes && tracing()) {
       for (const t of eventTimes) this.trace.push({ event: t, drawn: this.lastDraw, batch: eventTimes.length });
       if (this.trace.length > 5000) this.trace.splice(0, this.trace.length - 5000);
     }
@@ -316,31 +408,51 @@ class PairView {
     const m = this.model;
     for (const panel of [this.a, this.b]) {
       const values = views[panel.side];
-      setText(panel.caption, values ? `sum ${fmt(sum(values))}; scale ±${(vShared ?? maxAbs(values)).toExponential(2)}` : "");
+      const scale = (vShared ?? maxAbs(values)).toExponential(2);
+      setText(panel.caption, values ? `sum ${fmt(sum(values))}; scale ±${scale}` : "");
     }
     const v = vShared ?? maxAbs(views.a, views.b);
     this.colorbar.label(v);
     this.colorbar.root.title = vShared === null ? "per-view scales: see each caption" : "one scale for both views";
-    const score = m.get("score"), g = m.get("global_term");
+    const score = m.get("score");
+    const g = m.get("global_term");
     const exact = m.get("exact") ? "exact" : "APPROXIMATE (linearisation)";
-    setText(this.readoutScore, `score ${score.toFixed(4)} (${m.get("similarity")}, ${m.get("pooling")}, ${m.get("model_name")}, ${exact})`);
-    setText(this.readoutSums, `Σ map A = ${this.sumA.toFixed(4)}, Σ map B = ${this.sumB.toFixed(4)}` +
-      (g ? `, global (bias) term ${fmt(g)}: maps + global term = score` : ": each map adds up to the score"));
+    const about = `${m.get("similarity")}, ${m.get("pooling")}, ${m.get("model_name")}, ${exact}`;
+    setText(this.readoutScore, `score ${score.toFixed(4)} (${about})`);
+    setText(
+      this.readoutSums,
+      `Σ map A = ${this.sumA.toFixed(4)}, Σ map B = ${this.sumB.toFixed(4)}` +
+        (g ? `, global (bias) term ${fmt(g)}: maps + global term = score` : ": each map adds up to the score"),
+    );
     setText(this.readoutInfo, views.info);
   }
 }
 
 function render({ model, el: root }) {
   const view = new PairView(model, root);
+  const hide = exposeView(root, view);
   view.syncControls();
   view.loadPair();
-  const redraw = () => { if (view.local) return; view.syncControls(); view.draw(); };
+  const redraw = () => {
+    if (view.local) return;
+    view.syncControls();
+    view.draw();
+  };
   model.on("change:_pair_version", () => view.loadPair());
-  model.on("change:lut", () => { view.loadLut(); view.draw(); });
-  for (const name of ["mode", "hover_a", "hover_b", "opacity", "scale_mode", "show_grid", "brush", "erase", "cmap"]) model.on(`change:${name}`, redraw);
-  model.on("change:mask_a", () => { if (view.painting !== view.a) { view.loadMask("a"); view.draw(); } });
-  model.on("change:mask_b", () => { if (view.painting !== view.b) { view.loadMask("b"); view.draw(); } });
-  return () => { root.__simvis = null; };
+  model.on("change:lut", () => {
+    view.loadLut();
+    view.draw();
+  });
+  const traits = ["mode", "hover_a", "hover_b", "opacity", "scale_mode", "show_grid", "brush", "erase", "cmap"];
+  for (const name of traits) model.on(`change:${name}`, redraw);
+  for (const side of ["a", "b"]) {
+    model.on(`change:mask_${side}`, () => {
+      if (view.painting === view[side]) return;
+      view.loadMask(side);
+      view.draw();
+    });
+  }
+  return hide;
 }
 
 export default { render };

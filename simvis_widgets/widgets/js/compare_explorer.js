@@ -2,7 +2,18 @@
 // one row per session, every map on ONE colour scale. Hovering or painting in any row drives the same
 // place in every row (positions travel as fractions of the image, so rows may have different grids); a slider
 // steps through the rows in order (epochs); a difference view shows each row minus a reference row.
-import { ColorBar, Contributions, Panel, argmax, decodeFloats, el, fmt, initRoot, maxAbs, onPointerMove, pct, setText } from "./common.js";
+import "./widget.css";
+import "./compare_explorer.css";
+import { asBytes, decodeImage } from "./lib/bytes.js";
+import { decodePayload } from "./lib/contributions.js";
+import { exposeView } from "./lib/hooks.js";
+import { ColorBar, Panel, el, initRoot, onPointerMove, setText } from "./lib/panel.js";
+import { bestCell, fmt, maxAbs, pct, regionScore } from "./lib/readouts.js";
+
+// The shared code this bundle runs, exported so the node tests drive the built file (tests/test_js_maths.py).
+export { decodeFloats } from "./lib/bytes.js";
+export { cellWeights } from "./lib/masks.js";
+export { Panel, decodePayload };
 
 const MODES = ["overview", "hover", "paint", "difference"];
 
@@ -18,34 +29,56 @@ class CompareView {
     root.append(this.toolbar, this.body, this.colorbar.root, this.readout);
     this.hover = null; // { side, fx, fy }: the hovered place as fractions of the image
     this.painting = null;
-    root.__simvis = this;
   }
 
   buildControls() {
-    const m = this.model;
     this.modeButtons = {};
     const modes = el("div", { class: "sv-group" });
     for (const mode of MODES) {
-      const b = el("button", { class: "sv-btn", "data-mode": mode, onclick: () => this.setTrait("mode", mode) }, mode[0].toUpperCase() + mode.slice(1));
+      const name = mode[0].toUpperCase() + mode.slice(1);
+      const b = el("button", { class: "sv-btn", "data-mode": mode, onclick: () => this.setTrait("mode", mode) }, name);
       this.modeButtons[mode] = b;
       modes.append(b);
     }
-    this.slider = el("input", { type: "range", min: "0", max: "0", step: "1", "data-testid": "slider", title: "step through the sessions in order" });
+    this.slider = el("input", {
+      type: "range",
+      min: "0",
+      max: "0",
+      step: "1",
+      "data-testid": "slider",
+      title: "step through the sessions in order",
+    });
     this.slider.addEventListener("input", () => this.setTrait("current", Number(this.slider.value)));
     this.sliderLabel = el("span", { class: "sv-slider-label" });
     this.allBox = el("input", { type: "checkbox", title: "show every row instead of the slider's one" });
     this.allBox.addEventListener("change", () => this.setTrait("show_all", this.allBox.checked));
     this.refSelect = el("select", { title: "reference row of the difference view", "data-testid": "reference" });
     this.refSelect.addEventListener("change", () => this.setTrait("reference", Number(this.refSelect.value)));
-    this.brushInput = el("input", { type: "range", min: "2", max: "120", step: "1", title: "brush radius in image pixels" });
+    this.brushInput = el("input", {
+      type: "range",
+      min: "2",
+      max: "120",
+      step: "1",
+      title: "brush radius in image pixels",
+    });
     this.brushInput.addEventListener("input", () => this.setTrait("brush", Number(this.brushInput.value)));
     const clear = el("button", { class: "sv-btn", onclick: () => this.clearMasks() }, "Clear");
     this.opacityInput = el("input", { type: "range", min: "0", max: "1", step: "0.05", title: "overlay opacity" });
     this.opacityInput.addEventListener("input", () => this.setTrait("opacity", Number(this.opacityInput.value)));
-    this.toolbar = el("div", { class: "sv-toolbar" }, modes,
+    this.toolbar = el(
+      "div",
+      { class: "sv-toolbar" },
+      modes,
       el("div", { class: "sv-group" }, this.slider, this.sliderLabel, el("label", {}, this.allBox, " all rows")),
       el("div", { class: "sv-group" }, el("label", {}, "reference ", this.refSelect)),
-      el("div", { class: "sv-group" }, el("label", {}, "brush ", this.brushInput), clear, el("label", {}, "opacity ", this.opacityInput)));
+      el(
+        "div",
+        { class: "sv-group" },
+        el("label", {}, "brush ", this.brushInput),
+        clear,
+        el("label", {}, "opacity ", this.opacityInput),
+      ),
+    );
     this.colorbar = new ColorBar();
   }
 
@@ -61,7 +94,7 @@ class CompareView {
     for (const [mode, b] of Object.entries(this.modeButtons)) b.classList.toggle("sv-active", m.get("mode") === mode);
     this.slider.max = String(Math.max(0, this.rows.length - 1));
     this.slider.value = String(m.get("current"));
-    setText(this.sliderLabel, this.rows.length ? this.rows[m.get("current")]?.label ?? "" : "");
+    setText(this.sliderLabel, this.rows.length ? (this.rows[m.get("current")]?.label ?? "") : "");
     this.allBox.checked = m.get("show_all");
     this.brushInput.value = String(m.get("brush"));
     this.opacityInput.value = String(m.get("opacity"));
@@ -72,7 +105,8 @@ class CompareView {
     this.refSelect.value = String(m.get("reference"));
     this.root.dataset.mode = m.get("mode") === "paint" ? "paint" : "hover";
     for (const [i, row] of this.rows.entries()) {
-      const visible = m.get("show_all") || i === m.get("current") || (m.get("mode") === "difference" && i === m.get("reference"));
+      const difference = m.get("mode") === "difference" && i === m.get("reference");
+      const visible = m.get("show_all") || i === m.get("current") || difference;
       row.root.style.display = visible ? "" : "none";
       row.a.cachedRect = row.b.cachedRect = null;
     }
@@ -80,13 +114,8 @@ class CompareView {
 
   async load() {
     const m = this.model;
-    const images = m.get("images");
-    const bitmaps = await Promise.all(images.map((d) => {
-      const bytes = d instanceof DataView ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : new Uint8Array(d);
-      return createImageBitmap(new Blob([bytes], { type: "image/png" }));
-    }));
-    const lut = m.get("lut");
-    this.lut = lut instanceof DataView ? new Uint8Array(lut.buffer, lut.byteOffset, lut.byteLength) : new Uint8Array(lut);
+    const bitmaps = await Promise.all(m.get("images").map((d) => decodeImage(d)));
+    this.lut = asBytes(m.get("lut"));
     this.body.innerHTML = "";
     this.rows = m.get("panels").map((p, i) => this.buildRow(p, i, bitmaps));
     this.colorbar.paint(this.lut);
@@ -97,13 +126,19 @@ class CompareView {
   }
 
   buildRow(p, index, bitmaps) {
-    const [ha, wa] = p.grid_a, [hb, wb] = p.grid_b;
-    const contrib = p.matrix_kind === "pairwise"
-      ? new Contributions({ nA: ha * wa, nB: hb * wb, pairwise: scaled(decodeFloats(p.pairwise, p.matrix_dtype), p.matrix_scale) })
-      : new Contributions({ nA: ha * wa, nB: hb * wb, dim: p.factor_dim, scale: p.scale,
-          sharesA: decodeFloats(p.shares_a, p.matrix_dtype), sharesB: decodeFloats(p.shares_b, p.matrix_dtype) });
-    const row = { label: p.label, score: p.score, contrib, mapA: decodeFloats(p.map_a, "float32"), mapB: decodeFloats(p.map_b, "float32"),
-      a: new Panel("a", this), b: new Panel("b", this), caption: el("div", { class: "sv-row-caption", "data-testid": `row-caption-${index}` }) };
+    const [ha, wa] = p.grid_a;
+    const [hb, wb] = p.grid_b;
+    const { contrib, mapA, mapB } = decodePayload(p);
+    const row = {
+      label: p.label,
+      score: p.score,
+      contrib,
+      mapA,
+      mapB,
+      a: new Panel("a", this),
+      b: new Panel("b", this),
+      caption: el("div", { class: "sv-row-caption", "data-testid": `row-caption-${index}` }),
+    };
     row.a.setImage(bitmaps[p.image_a], p.size_a[0], p.size_a[1], ha, wa);
     row.b.setImage(bitmaps[p.image_b], p.size_b[0], p.size_b[1], hb, wb);
     for (const side of ["a", "b"]) {
@@ -112,9 +147,14 @@ class CompareView {
       panel.mark.setAttribute("data-testid", `mark-${index}-${side}`);
       this.bindPointer(row, panel);
     }
-    row.root = el("div", { class: "sv-row", "data-row": String(index) },
-      el("div", { class: "sv-row-title" }, `${p.label}: score ${p.score.toFixed(4)}${p.exact ? "" : " (APPROXIMATE)"}`),
-      el("div", { class: "sv-panels" }, row.a.root, row.b.root), row.caption);
+    const title = `${p.label}: score ${p.score.toFixed(4)}${p.exact ? "" : " (APPROXIMATE)"}`;
+    row.root = el(
+      "div",
+      { class: "sv-row", "data-row": String(index) },
+      el("div", { class: "sv-row-title" }, title),
+      el("div", { class: "sv-panels" }, row.a.root, row.b.root),
+      row.caption,
+    );
     this.body.append(row.root);
     return row;
   }
@@ -129,7 +169,7 @@ class CompareView {
       if ((mode === "hover" || mode === "difference") && loc.inside) {
         this.hover = { side: panel.side, fx: loc.x / panel.W, fy: loc.y / panel.H };
         this.draw();
-      } else if (mode === "paint" && this.painting && (e.buttons & 1)) {
+      } else if (mode === "paint" && this.painting && e.buttons & 1) {
         this.strokeAll(panel.side, loc.x / panel.W, loc.y / panel.H, panel);
         this.draw();
       }
@@ -139,7 +179,7 @@ class CompareView {
       e.preventDefault();
       panel.mark.setPointerCapture?.(e.pointerId);
       this.painting = panel.side;
-      for (const r of this.rows) r[panel.side].lastPoint = null;
+      for (const r of this.rows) r[panel.side].endStroke();
       const loc = panel.locate(e);
       this.strokeAll(panel.side, loc.x / panel.W, loc.y / panel.H, panel);
       this.draw();
@@ -163,15 +203,17 @@ class CompareView {
   }
 
   clearMasks() {
-    for (const row of this.rows) { row.a.setMask(null); row.b.setMask(null); }
+    for (const row of this.rows) {
+      row.a.setMask(null);
+      row.b.setMask(null);
+    }
     this.syncMask("a");
     this.syncMask("b");
     this.draw();
   }
 
   syncMask(side) {
-    const p = this.rows[0][side];
-    this.model.set(`mask_${side}`, p.maskPixels > 0 ? { shape: [p.H, p.W], data: new DataView(p.mask.slice().buffer) } : null);
+    this.model.set(`mask_${side}`, this.rows[0][side].maskTrait());
     this.model.save_changes();
   }
 
@@ -180,28 +222,30 @@ class CompareView {
   viewsOf(row, mode) {
     const v = { a: null, b: null, cell: null, info: "" };
     if (mode === "overview" || mode === "difference") {
-      v.a = row.mapA; v.b = row.mapB;
+      v.a = row.mapA;
+      v.b = row.mapB;
     }
     if ((mode === "hover" || mode === "difference") && this.hover) {
-      const src = row[this.hover.side], dst = this.hover.side === "a" ? row.b : row.a;
-      const rr = Math.min(src.gh - 1, Math.floor(this.hover.fy * src.gh)), cc = Math.min(src.gw - 1, Math.floor(this.hover.fx * src.gw));
+      const src = row[this.hover.side];
+      const dst = this.hover.side === "a" ? row.b : row.a;
+      const rr = Math.min(src.gh - 1, Math.floor(this.hover.fy * src.gh));
+      const cc = Math.min(src.gw - 1, Math.floor(this.hover.fx * src.gw));
       const values = row.contrib.point(this.hover.side, rr * src.gw + cc);
       v[dst.side] = values;
       v[src.side] = null;
       v.cell = { side: this.hover.side, rc: [rr, cc] };
-      const best = argmax(values);
+      const best = bestCell(values, dst.gw);
       const own = (this.hover.side === "a" ? row.mapA : row.mapB)[rr * src.gw + cc];
-      v.info = `cell (${rr}, ${cc}) carries ${fmt(own)} (${pct(own, row.score)}); best match (${Math.floor(best / dst.gw)}, ${best % dst.gw})`;
+      v.info = `cell (${rr}, ${cc}) carries ${fmt(own)} (${pct(own, row.score)}); best match (${best.rc[0]}, ${best.rc[1]})`;
     }
     if (mode === "paint") {
       const parts = [];
       for (const side of ["a", "b"]) {
-        const src = row[side], dst = side === "a" ? row.b : row.a;
+        const src = row[side];
+        const dst = side === "a" ? row.b : row.a;
         if (!(src.maskPixels > 0)) continue;
         v[dst.side] = row.contrib.weighted(side, src.weights);
-        const own = side === "a" ? row.mapA : row.mapB;
-        let region = 0;
-        for (let k = 0; k < own.length; k++) region += src.weights[k] * own[k];
+        const region = regionScore(src.weights, side === "a" ? row.mapA : row.mapB);
         parts.push(`region on ${side.toUpperCase()}: ${fmt(region)} (${pct(region, row.score)})`);
       }
       v.info = parts.join("; ");
@@ -218,13 +262,17 @@ class CompareView {
       const ref = views[m.get("reference")];
       for (const [i, v] of views.entries()) {
         for (const side of ["a", "b"]) {
-          if (!v[side] || !ref[side] || v[side].length !== ref[side].length) { v[side] = null; continue; }
+          if (!v[side] || !ref[side] || v[side].length !== ref[side].length) {
+            v[side] = null;
+            continue;
+          }
           if (i === m.get("reference")) continue;
           const d = new Float32Array(v[side].length);
           for (let k = 0; k < d.length; k++) d[k] = v[side][k] - ref[side][k];
           v[side] = d;
         }
-        if (i !== m.get("reference")) v.info = `minus ${this.rows[m.get("reference")].label}` + (v.info ? `; ${v.info}` : "");
+        if (i !== m.get("reference"))
+          v.info = `minus ${this.rows[m.get("reference")].label}` + (v.info ? `; ${v.info}` : "");
       }
     }
     const vmax = maxAbs(...views.flatMap((v) => [v.a, v.b]));
@@ -234,29 +282,34 @@ class CompareView {
       row.a.drawHeat(v.a, vmax, this.lut, opacity);
       row.b.drawHeat(v.b, vmax, this.lut, opacity);
       for (const side of ["a", "b"]) {
-        row[side].drawMarks({ grid: false, cell: v.cell && v.cell.side === side ? v.cell.rc : null, match: null, showMask: mode === "paint", brush: null });
+        const cell = v.cell && v.cell.side === side ? v.cell.rc : null;
+        row[side].drawMarks({ grid: false, cell, match: null, showMask: mode === "paint", brush: null });
       }
       setText(row.caption, v.info);
     }
     this.colorbar.label(vmax);
-    setText(this.readout, `${this.rows.length} sessions on one colour scale ±${vmax.toExponential(2)}` +
-      (mode === "difference" ? ` (each row minus "${this.rows[m.get("reference")].label}")` : "") +
-      "; hover or paint in any row and every row follows.");
+    const minus = mode === "difference" ? ` (each row minus "${this.rows[m.get("reference")].label}")` : "";
+    setText(
+      this.readout,
+      `${this.rows.length} sessions on one colour scale ±${vmax.toExponential(2)}${minus}` +
+        "; hover or paint in any row and every row follows.",
+    );
     this.root.dataset.draws = String(Number(this.root.dataset.draws || 0) + 1);
   }
 }
 
-function scaled(values, s) {
-  if (s !== 1) for (let k = 0; k < values.length; k++) values[k] *= s;
-  return values;
-}
-
 function render({ model, el: root }) {
   const view = new CompareView(model, root);
+  const hide = exposeView(root, view);
   view.load();
   model.on("change:_version", () => view.load());
-  for (const name of ["mode", "current", "show_all", "reference", "brush", "opacity"]) model.on(`change:${name}`, () => { view.syncControls(); view.draw(); });
-  return () => { root.__simvis = null; };
+  for (const name of ["mode", "current", "show_all", "reference", "brush", "opacity"]) {
+    model.on(`change:${name}`, () => {
+      view.syncControls();
+      view.draw();
+    });
+  }
+  return hide;
 }
 
 export default { render };
