@@ -17,9 +17,13 @@ Raw forward passes (``model.forward_features`` on a random float batch, no sessi
 * ``compile``         ``folded`` through ``torch.compile`` (inductor, default mode; the first call's compile time
   is reported apart);
 * ``bf16``            ``folded`` under bfloat16 autocast (the session's ``amp=True`` on a CPU; AMX where the CPU
-  has it).
+  has it);
+* ``onnxruntime``     the plain network exported to ONNX for this one input shape (``torch.onnx.export``,
+  TorchScript exporter) and run by ONNX Runtime's CPU provider with as many threads (it fuses the batch norms
+  itself); the export time is reported apart. Skipped unless ``onnxruntime`` and ``onnx`` are installed (they
+  are not dependencies of the package).
 
-``folded``, ``compile`` and ``bf16`` report their largest deviation from the float32 eager features
+``folded``, ``compile``, ``bf16`` and ``onnxruntime`` report their largest deviation from the float32 eager features
 (``max |a - b| / max |b|``): bf16 changes the features, the others only round differently.
 
 Through the library, on pre-sized uint8 images (the resize is a no-op, hashing and checks included):
@@ -62,7 +66,7 @@ from typing import Any
 
 from benchmarks.harness import REPO, Run, arg_parser, header, machine_info, verdict, write_json
 
-RAW = ("eager", "jemalloc", "mallopt", "tuned", "folded", "compile", "bf16")
+RAW = ("eager", "jemalloc", "mallopt", "tuned", "folded", "compile", "bf16", "onnxruntime")
 LIBRARY = ("embed_many", "gallery_build", "explain")
 SETTINGS = RAW + LIBRARY
 SIZES = (224, 448)
@@ -124,7 +128,7 @@ def _raw(setting: str, size: int, batches: int) -> dict[str, Any]:
     model, _ = build_backbone("efficientnet_lite0")
     x = torch.randn(BATCH, 3, size, size)
     extra: dict[str, Any] = {}
-    if setting in ("folded", "compile", "bf16"):
+    if setting in ("folded", "compile", "bf16", "onnxruntime"):
         with torch.inference_mode():
             reference = model.forward_features(x)
     if setting in ("tuned", "folded", "compile", "bf16"):
@@ -141,7 +145,9 @@ def _raw(setting: str, size: int, batches: int) -> dict[str, Any]:
         with torch.inference_mode():
             forward(x)
         extra["compile_s"] = time.perf_counter() - t0
-    if setting in ("folded", "compile", "bf16"):
+    if setting == "onnxruntime":
+        forward, extra["export_s"] = _onnx_forward(model, x)
+    if setting in ("folded", "compile", "bf16", "onnxruntime"):
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=setting == "bf16"):
             extra["max_rel_dev"] = relative_difference(forward(x).float(), reference)
 
@@ -160,6 +166,45 @@ def _raw(setting: str, size: int, batches: int) -> dict[str, Any]:
         step()
         times.append(time.perf_counter() - t0)
     return {"img_s": BATCH / statistics.median(times), **extra}
+
+
+def _onnx_forward(model: Any, x: Any) -> tuple[Any, float]:
+    """``model.forward_features`` exported for ``x``'s shape and served by ONNX Runtime, with the export time."""
+    import io
+
+    import onnxruntime as ort
+    import torch
+
+    class Features(torch.nn.Module):
+        def __init__(self, network: Any) -> None:
+            super().__init__()
+            self.network = network
+
+        def forward(self, batch: Any) -> Any:
+            return self.network.forward_features(batch)
+
+    t0 = time.perf_counter()
+    buffer = io.BytesIO()
+    torch.onnx.export(Features(model).eval(), (x,), buffer, dynamo=False, input_names=["x"], opset_version=17)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    took = time.perf_counter() - t0
+
+    def forward(batch: Any) -> Any:
+        return torch.from_numpy(session.run(None, {"x": batch.contiguous().numpy()})[0])
+
+    return forward, took
+
+
+def _available(setting: str) -> bool:
+    if setting == "jemalloc":
+        return jemalloc_path() is not None
+    if setting == "onnxruntime":
+        import importlib.util
+
+        return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+    return True
 
 
 def _library(setting: str, size: int, batches: int) -> dict[str, Any]:
@@ -246,12 +291,11 @@ def child(setting: str, size: int, batches: int, threads: int) -> None:
 
 
 def run_child(setting: str, size: int, batches: int, threads: int) -> dict[str, Any] | None:
+    if not _available(setting):
+        return None
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "SIMVIS_MALLOC")}
     if setting == "jemalloc":
-        lib = jemalloc_path()
-        if lib is None:
-            return None
-        env["LD_PRELOAD"] = lib
+        env["LD_PRELOAD"] = str(jemalloc_path())
     cmd = [sys.executable, "-m", "benchmarks.bench_forward", "--child", setting, "--size", str(size)]
     cmd += ["--batches", str(batches), "--threads", str(threads)]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
@@ -317,7 +361,8 @@ def main() -> None:
         for s in cfg.settings:
             got = results[size][s]
             if not got:
-                lines.append(f"{s:<15}  skipped (libjemalloc2 not installed)")
+                missing = "libjemalloc2" if s == "jemalloc" else "onnxruntime, onnx"
+                lines.append(f"{s:<15}  skipped ({missing} not installed)")
                 continue
             mib = {
                 k: _median([g[k] / 2**20 for g in got if g.get(k)]) for k in ("peak_rss", "rss_after", "rss_released")
@@ -325,6 +370,8 @@ def main() -> None:
             notes = []
             if "compile_s" in got[0]:
                 notes.append(f"compile {_median([g['compile_s'] for g in got]):.0f} s")
+            if "export_s" in got[0]:
+                notes.append(f"export {_median([g['export_s'] for g in got]):.1f} s per input shape")
             if "max_rel_dev" in got[0]:
                 notes.append(f"max rel. deviation from fp32 {max(g['max_rel_dev'] for g in got):.1e}")
             if "pairs_s" in got[0]:

@@ -261,3 +261,15 @@ def test_opting_out_leaves_glibc_as_it_is() -> None:
 def test_a_wrong_allocator_setting_is_named() -> None:
     got = _probe_allocator("fast")
     assert "SIMVIS_MALLOC='fast'" in got["error"] and "'tuned'" in got["error"] and "'system'" in got["error"]
+
+
+@pytest.mark.gpu
+def test_cuda_fast_path_keeps_the_features(photos: dict) -> None:
+    """On a GPU: channels-last, the folded copy and pinned input against the plain network on the same device
+    (cuDNN picks other algorithms, TF32 among them, per layout: the tolerance is 1e-3)."""
+    fast = sv.ModelSession.from_pretrained("efficientnet_lite0", size=224, device="cuda")
+    plain = fast.variant(channels_last=False, fold_batchnorm=False)
+    assert fast.channels_last and fast.folded_batchnorms > 40
+    feats = fast.features(photos["chelsea"])
+    assert feats.device.type == "cuda" and feats.is_contiguous()
+    assert relative_difference(feats.cpu(), plain.features(photos["chelsea"]).cpu()) < 1e-3

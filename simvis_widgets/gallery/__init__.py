@@ -540,14 +540,15 @@ def _plan(sources: list[Any], labels: list[Any] | None, existing: GalleryStore |
             todo.append(BuildItem(i, src, label, key, file_hash))
         else:
             try:
-                mem_key: str | None = memory_key(i, image_hash(load_image(src)))
+                pixel_hash: str | None = image_hash(load_image(src))
             except (ImageInputError, FileNotFoundError, OSError):
-                mem_key = None
+                pixel_hash = None
+            mem_key = memory_key(i, pixel_hash) if pixel_hash is not None else None
             if mem_key is not None and mem_key in known and known[mem_key][1] == stored_label:
                 keep.add(mem_key)
                 reused += 1
                 continue
-            todo.append(BuildItem(i, src, label, None))
+            todo.append(BuildItem(i, src, label, None, pixel_hash=pixel_hash))
     return _Plan(todo, [key for key in known if key not in keep], reused)
 
 

@@ -38,6 +38,8 @@ class BuildItem:
     key: str | None
     """The row key: a file's absolute path, known before decoding; None for an in-memory image (from its pixels)."""
     file_hash: str | None = None
+    pixel_hash: str | None = None
+    """An in-memory image's pixel hash when the plan already computed it (it is not computed twice)."""
 
 
 @dataclass
@@ -66,7 +68,7 @@ def load_item(item: BuildItem, resize: Callable[[np.ndarray], np.ndarray]) -> Lo
         file_hash = item.file_hash
         if item.key is not None and file_hash is None:
             file_hash = file_digest(item.source)
-        return Loaded(item, prepared, image_hash(raw), file_hash)
+        return Loaded(item, prepared, item.pixel_hash or image_hash(raw), file_hash)
     except (ImageInputError, FileNotFoundError, OSError) as err:
         return Loaded(item, None, "", item.file_hash, str(err))
 

@@ -163,8 +163,7 @@ def rows_to_table(rows: Sequence[StoredRow], table_schema: Any) -> Any:
     embeddings = np.zeros((len(rows), dim), np.float32)
     valid = np.zeros(len(rows), bool)
     checksums: list[int] = []
-    features: list[bytes | None] = []
-    feature_sums: list[int | None] = []
+    features: list[np.ndarray | None] = []
     for i, row in enumerate(rows):
         meta = _meta_values(row)
         for name, value in zip(META_COLUMNS, meta):
@@ -179,23 +178,40 @@ def rows_to_table(rows: Sequence[StoredRow], table_schema: Any) -> Any:
             valid[i] = True
             emb_bytes = embeddings[i].astype("<f4")
         checksums.append(row_checksum(meta, emb_bytes))
-        if row.features is not None:
-            data = np.ascontiguousarray(row.features, dtype="<f2").tobytes()
-            features.append(data)
-            feature_sums.append(zlib.crc32(data))
-        else:
-            features.append(None)
-            feature_sums.append(None)
+        features.append(None if row.features is None else np.ascontiguousarray(row.features, dtype="<f2"))
+    feature_column, feature_sums = _binary_with_checksums(features)
     flat = pa.array(embeddings.reshape(-1), pa.float32())
     embedding = pa.FixedSizeListArray.from_arrays(flat, dim, mask=pa.array(~valid))
     arrays = [pa.array(columns[name], table_schema.field(name).type) for name in META_COLUMNS]
     arrays += [
         embedding,
         pa.array(checksums, pa.int64()),
-        pa.array(features, pa.large_binary()),
+        feature_column,
         pa.array(feature_sums, pa.int64()),
     ]
     return pa.Table.from_arrays(arrays, schema=table_schema)
+
+
+def _binary_with_checksums(arrays: Sequence[np.ndarray | None]) -> tuple[Any, list[int | None]]:
+    """A ``large_binary`` Arrow column of the arrays' bytes (None: null) and the CRC-32 of each, from one buffer:
+    a list of Python ``bytes`` costs two more copies of every value (measured 1.6 ms per 125 kB row)."""
+    pa = _pa()
+    lengths = np.array([0 if a is None else a.nbytes for a in arrays], np.int64)
+    offsets = np.zeros(len(arrays) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    present = [a.reshape(-1).view(np.uint8) for a in arrays if a is not None]
+    data = np.concatenate(present) if present else np.zeros(0, np.uint8)
+    valid = np.array([a is not None for a in arrays], bool)
+    sums = [
+        None if a is None else zlib.crc32(data[offsets[i] : offsets[i + 1]].data) for i, a in enumerate(arrays)
+    ]
+    column = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(),
+        len(arrays),
+        [pa.array(valid).buffers()[1], pa.py_buffer(offsets), pa.py_buffer(data)],
+        null_count=int((~valid).sum()),
+    )
+    return column, sums
 
 
 @dataclass(frozen=True)
