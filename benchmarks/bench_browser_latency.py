@@ -71,7 +71,12 @@ Run from the repository root::
     python -m benchmarks.bench_browser_latency --json results.json
 
 Goals (printed next to the anywidget results): p50 <= 4 ms, p95 <= 16 ms, >= 95 % of drag moves shown, burst
-settles in <= 50 ms. Timings on a shared 2-core machine are noisy: the load average is printed with the results.
+settles in <= 50 ms.
+
+``sv.Explorer`` (``--explorer-k``, default 8; 0 skips it) is measured the same way as a third front end: the
+query and the best of a 12-image gallery of square demo views at 448 px (14 x 14 cells each, EfficientNet-Lite0),
+with ``k`` thumbnails below, hovered over the query. One draw updates the selected image's map and every
+thumbnail's, so "painted" means every visible map is updated. Goals: p50 <= 8 ms, p95 <= 16 ms. Timings on a shared 2-core machine are noisy: the load average is printed with the results.
 """
 
 from __future__ import annotations
@@ -107,6 +112,8 @@ DRAG_MOVES = 120
 DRAG_INTERVAL_MS = 1000.0 / 60.0
 BURST_MOVES = 120
 GOALS = {"p50_ms": 4.0, "p95_ms": 16.0, "drag_shown_pct": 95.0, "burst_settle_ms": 50.0}
+EXPLORER_GOALS = {"p50_ms": 8.0, "p95_ms": 16.0}
+"""sv.Explorer, k=8 at 14x14: mouse move -> the selected image's map AND every thumbnail's drawn (one draw)."""
 NOTEBOOK = "bench_latency.ipynb"
 
 # ------------------------------------------------------------------------------------------------------------
@@ -150,13 +157,13 @@ INIT_SCRIPT = r"""
 })();
 """
 
-SELECT_TARGET = r"""([kind, grid]) => {
+SELECT_TARGET = r"""([kind, grid, rootSelector]) => {
   const B = window.__bench;
   B.recording = false;
   B.kind = kind;
   let el, region;
   if (kind === 'aw') {
-    const root = document.querySelector(`.bench-aw-${grid}`);
+    const root = document.querySelector(rootSelector);
     const v = root.__simvis;
     if (!v.__benchWrapped) {
       const orig = v.draw;
@@ -362,10 +369,24 @@ for g in IPC_GRIDS:
     canvases[g] = make_canvas(g)
 """
 
+# The Explorer case: a real session at 448 px (14 x 14 cells on square images) over a gallery of square demo views.
+EXPLORER_CELL = """\
+session = sv.ModelSession.from_pretrained("efficientnet_lite0", size=448, device="cpu")
+views = sv.datasets.demo_views(views_per_photo=3, short_side=448, photos=("motorcycle_left", "chelsea", "coffee", "astronaut"))
+squares = [np.asarray(Image.fromarray(v).resize((448, 448), Image.Resampling.BILINEAR)) for v in views.images]
+gallery = sv.Gallery.build(squares, session, progress=False)
+explorer_view = sv.Explorer(session, squares[0], gallery=gallery, k={k}, mode="hover")
+explorer_view.add_class("bench-ex-14")
+explorer_view
+"""
 
-def notebook_json(grids: Sequence[int], ipc_grids: Sequence[int]) -> dict[str, Any]:
+
+def notebook_json(grids: Sequence[int], ipc_grids: Sequence[int], explorer_k: int = 0) -> dict[str, Any]:
     setup = SETUP_CELL.format(grids=tuple(grids), ipc_grids=tuple(ipc_grids), channels=CHANNELS, cell_px=CELL_PX)
-    return notebook([setup, *(f"explorers[{g}]" for g in grids), *(f"canvases[{g}]" for g in ipc_grids)])
+    cells = [setup, *(f"explorers[{g}]" for g in grids), *(f"canvases[{g}]" for g in ipc_grids)]
+    if explorer_k:
+        cells.append(EXPLORER_CELL.format(k=explorer_k))
+    return notebook(cells)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -549,7 +570,7 @@ def paint_times(data: dict[str, Any]) -> dict[int, float]:
 
 
 def measure_single(page: Any, case: Case, region: Region, n: int, gap_ms: float, rng: random.Random) -> None:
-    kind = "aw" if case.front_end == "anywidget" else "ipc"
+    kind = "ipc" if case.front_end == "ipycanvas" else "aw"
     fractions, _cells = single_fractions(case.grid, n + 1, rng)
     points = unique_points(region, fractions, rng, wiggle=0.2 / case.grid)
     timeout = 3000 if kind == "aw" else 20000
@@ -613,7 +634,7 @@ def measure_single(page: Any, case: Case, region: Region, n: int, gap_ms: float,
 
 
 def measure_drag(page: Any, case: Case, region: Region) -> None:
-    kind = "aw" if case.front_end == "anywidget" else "ipc"
+    kind = "ipc" if case.front_end == "ipycanvas" else "aw"
     points = unique_points(region, serpentine(DRAG_MOVES), random.Random(1), wiggle=0.01)
     start = region.client(0.02, (0.5) / 6)
     page.mouse.move(*start)
@@ -686,7 +707,7 @@ def measure_drag(page: Any, case: Case, region: Region) -> None:
 
 
 def measure_burst(page: Any, case: Case, region: Region) -> None:
-    kind = "aw" if case.front_end == "anywidget" else "ipc"
+    kind = "ipc" if case.front_end == "ipycanvas" else "aw"
     points = unique_points(region, serpentine(BURST_MOVES), random.Random(2), wiggle=0.01)
     # park the real pointer on the image (so the widget's state is the one it has mid-hover), let it settle
     page.mouse.move(*region.client(0.5, 0.02))
@@ -733,6 +754,7 @@ class Config:
     moves: int
     gap_ms: float
     quick: bool
+    explorer_k: int = 8
 
 
 def measure_cases(cfg: Config, run: Run) -> tuple[list[Case], dict[str, Any]]:
@@ -741,13 +763,14 @@ def measure_cases(cfg: Config, run: Run) -> tuple[list[Case], dict[str, Any]]:
     cases: list[Case] = []
     env: dict[str, Any] = {}
     busy0, mine0 = cpu_seconds()
-    files = {NOTEBOOK: json.dumps(notebook_json(cfg.grids, cfg.ipc_grids), indent=1)}
+    files = {NOTEBOOK: json.dumps(notebook_json(cfg.grids, cfg.ipc_grids, cfg.explorer_k), indent=1)}
     with lab("simvis-bench-latency-", files) as (server, page):
         page.add_init_script(INIT_SCRIPT)
         run.log("JupyterLab up; opening the notebook")
         open_and_run(page, server.lab(NOTEBOOK))
         page.wait_for_function(
             f"() => document.querySelectorAll('.simvis-pair[data-ready]').length >= {len(cfg.grids)}"
+            f" && document.querySelectorAll('.simvis-explorer[data-ready][data-strip]').length >= {int(bool(cfg.explorer_k))}"
             f" && document.querySelectorAll('canvas.bench-ipc').length >= {len(cfg.ipc_grids)}",
             timeout=300_000,
         )
@@ -772,11 +795,20 @@ def measure_cases(cfg: Config, run: Run) -> tuple[list[Case], dict[str, Any]]:
             page.wait_for_timeout(1500)
         run.log(f"widgets ready (panel {size[0]:.0f} x {size[1]:.0f} px)")
         targets = [("anywidget", g) for g in cfg.grids] + [("ipycanvas", g) for g in cfg.ipc_grids]
+        if cfg.explorer_k:
+            shown = page.evaluate(
+                "() => { const v = document.querySelector('.bench-ex-14').__simvis;"
+                " return [v.order.length, v.a.gh, v.a.gw, v.b.gh, v.b.gw, ...v.order.map((h) => h.gh * 100 + h.gw)]; }"
+            )
+            if shown[0] != cfg.explorer_k or any(x != 14 for x in shown[1:5]) or any(x != 1414 for x in shown[5:]):
+                raise RuntimeError(f"the Explorer does not show k={cfg.explorer_k} hits at 14x14 cells: {shown}")
+            targets.append(("explorer", 14))
         for front_end, grid in targets:
-            kind = "aw" if front_end == "anywidget" else "ipc"
-            r = page.evaluate(SELECT_TARGET, [kind, grid])
+            kind = "ipc" if front_end == "ipycanvas" else "aw"
+            root = f".bench-ex-{grid}" if front_end == "explorer" else f".bench-aw-{grid}"
+            r = page.evaluate(SELECT_TARGET, [kind, grid, root])
             page.wait_for_timeout(400)
-            r = page.evaluate(SELECT_TARGET, [kind, grid])  # after scrolling settled
+            r = page.evaluate(SELECT_TARGET, [kind, grid, root])  # after scrolling settled
             region = Region(
                 r["left"], r["top"], r["width"], r["height"], int(r["canvasW"]), int(r["canvasH"]), r["fullWidth"]
             )
@@ -854,6 +886,18 @@ def report(
     add("Goals (anywidget):")
     goals: dict[str, Any] = {}
     for c in cases:
+        if c.front_end == "explorer":
+            checks = {
+                "p50": c.single.p50_ms <= EXPLORER_GOALS["p50_ms"],
+                "p95": c.single.p95_ms <= EXPLORER_GOALS["p95_ms"],
+            }
+            goals[f"explorer {c.grid}x{c.grid} k={cfg.explorer_k}"] = checks
+            add(
+                f"  Explorer {c.grid}x{c.grid}, k={cfg.explorer_k} (every visible map, goal p50 <= "
+                f"{fmt(EXPLORER_GOALS['p50_ms'], 0)} / p95 <= {fmt(EXPLORER_GOALS['p95_ms'], 0)} ms): "
+                + ", ".join(f"{k} {mark(v)}" for k, v in checks.items())
+            )
+            continue
         if c.front_end != "anywidget":
             continue
         checks = {
@@ -892,9 +936,9 @@ def report(
     add("Diagnostics:")
     for c in cases:
         s, d, b = c.single, c.drag, c.burst
-        if c.front_end == "anywidget":
+        if c.front_end != "ipycanvas":
             add(
-                f"  anywidget {c.grid:>2}x{c.grid:<2}: input queueing (timeStamp -> handler) p50 {fmt(s.dispatch_p50_ms)}; "
+                f"  {c.front_end} {c.grid:>2}x{c.grid:<2}: input queueing (timeStamp -> handler) p50 {fmt(s.dispatch_p50_ms)}; "
                 f"first draw showing the moved-to cell p50 {fmt(s.first_draw_p50_ms)} p95 {fmt(s.first_draw_p95_ms)}; "
                 f"draws per single move {fmt(s.draws_per_move, 2)}; one draw p50 {fmt(s.draw_cost_p50_ms, 2)} max {fmt(s.draw_cost_max_ms, 2)}; "
                 f"drag: {d.draws} draws, input queueing p50 {fmt(d.queueing_p50_ms)} p90 {fmt(d.queueing_p90_ms)}, event interval p50 {fmt(d.event_interval_p50_ms)} (Python {fmt(d.interval_p50_ms)}); "
@@ -941,11 +985,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--grids", type=int, nargs="+", default=list(GRIDS), help="cells per image side (default 7 14 32)"
     )
+    parser.add_argument(
+        "--explorer-k",
+        type=int,
+        default=8,
+        help="also measure sv.Explorer at 14x14 with this many strip thumbnails (default 8; 0 skips it)",
+    )
     args = parser.parse_args(argv)
     grids = tuple(args.grids)
     ipc_grids = (tuple(g for g in grids if g == 14) or grids[:1]) if args.quick else grids
     moves = args.moves if args.moves is not None else (100 if args.quick else 200)
-    cfg = Config(grids=grids, ipc_grids=ipc_grids, moves=moves, gap_ms=args.gap_ms, quick=args.quick)
+    cfg = Config(
+        grids=grids, ipc_grids=ipc_grids, moves=moves, gap_ms=args.gap_ms, quick=args.quick, explorer_k=args.explorer_k
+    )
     run = Run.start()
     cases, env = measure_cases(cfg, run)
     run.finish()

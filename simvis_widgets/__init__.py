@@ -29,7 +29,7 @@ from .images import load_image
 from .models import available_models
 from .pair import ExplainedPair
 from .session import Encoded, ModelSession, SessionOptions, snapshots
-from .widgets import CompareExplorer, PairExplorer, RetrievalExplorer
+from .widgets import CompareExplorer, Explorer, PairExplorer, RetrievalExplorer
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,7 @@ __all__ = [
     "Encoded",
     "ExplainedPair",
     "Explanation",
+    "Explorer",
     "Gallery",
     "GalleryError",
     "Hit",

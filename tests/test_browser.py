@@ -460,3 +460,218 @@ def test_make_demo_prints_a_url_that_opens_the_quickstart(tmp_path: Path) -> Non
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+EXPLORER_SETUP = (
+    "import simvis_widgets as sv\n"
+    "session = sv.ModelSession.from_pretrained('efficientnet_lite0', size=224, device='cpu')\n"
+    "views = sv.datasets.demo_views(views_per_photo=3, short_side=224,"
+    " photos=('motorcycle_left', 'chelsea', 'coffee', 'astronaut'))\n"
+    "query = views.images[0]\n"
+)
+EXPLORER_NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": EXPLORER_SETUP
+            + "gallery = sv.Gallery.build(views.images, session, labels=views.groups, progress=False)\n"
+            + "explorer = sv.Explorer(session, query, gallery=gallery, k=6)\nexplorer",
+        }
+    ],
+    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+READ_EXPLORER = """() => {
+  const view = document.querySelector('.simvis-explorer').__simvis;
+  const sample = (canvas, gh, gw, at) => {
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const out = [];
+    for (let r = 0; r < gh; r++) for (let c = 0; c < gw; c++) {
+      const [x, y] = at(r, c);
+      const k = 4 * (y * canvas.width + x);
+      out.push([data[k], data[k + 1], data[k + 2], data[k + 3]]);
+    }
+    return out;
+  };
+  const b = view.b;
+  const right = sample(b.heat, b.gh, b.gw, (r, c) => [Math.floor(((c + 0.5) * b.W) / b.gw), Math.floor(((r + 0.5) * b.H) / b.gh)]);
+  const hits = view.order.map((h) => ({
+    index: h.index,
+    vmax: h.vmax,
+    rgba: sample(h.heat, h.gh, h.gw, (r, c) => [c * h.per + (h.per - 1) / 2, r * h.per + (h.per - 1) / 2]),
+  }));
+  return { right, hits, vmax: b.vmax, lut: Array.from(view.lut), selected: view.model.get('selected'),
+           strip: Number(view.root.dataset.strip || 0), draws: Number(view.root.dataset.draws || 0) };
+}"""
+
+
+def _explorer_state(page: Any) -> dict[str, Any]:
+    return dict(page.evaluate(READ_EXPLORER))
+
+
+def _assert_all_maps(state: dict[str, Any], right: np.ndarray, strip: dict[int, np.ndarray]) -> None:
+    """The right-hand canvas shows ``right`` and each thumbnail its map in ``strip`` (by gallery index), all on the
+    one scale of the largest magnitude among them, within 2 steps of the colour table."""
+    vmax = max(np.abs(right).max(), *(np.abs(m).max() for m in strip.values()))
+    assert state["vmax"] == pytest.approx(vmax, rel=5e-3)  # the gallery's float16 features, nothing else
+    want = lambda v: np.round((np.asarray(v, float).ravel() / vmax + 1) / 2 * 255)  # noqa: E731
+    got = lut_index(state["right"], state["lut"])
+    assert (got >= 0).all() and np.abs(got - want(right)).max() <= 2, "right-hand canvas"
+    assert sorted(h["index"] for h in state["hits"]) == sorted(strip)
+    for hit in state["hits"]:
+        got = lut_index(hit["rgba"], state["lut"])
+        assert hit["vmax"] == pytest.approx(state["vmax"], rel=1e-6)
+        assert (got >= 0).all() and np.abs(got - want(strip[hit["index"]])).max() <= 2, f"thumbnail {hit['index']}"
+
+
+def _explorer_cell(page: Any, widget: Any, row: int, col: int) -> tuple[float, float]:
+    canvas = widget.locator('[data-testid="mark-a"]')
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    gh, gw = page.evaluate(
+        "() => { const p = document.querySelector('.simvis-explorer').__simvis.a; return [p.gh, p.gw]; }"
+    )
+    return box["x"] + (col + 0.5) * box["width"] / gw, box["y"] + (row + 0.5) * box["height"] / gh
+
+
+@pytest.fixture(scope="module")
+def explorer_reference() -> dict[str, Any]:
+    """The notebook's session, views and query, made here independently of the kernel."""
+    scope: dict[str, Any] = {}
+    exec(EXPLORER_SETUP, scope)
+    return scope
+
+
+def test_explorer_hover_drives_every_map_click_selects_paint_reranks(
+    server: Any, explorer_reference: dict[str, Any], tmp_path: Path
+) -> None:
+    (server.root / "explorer.ipynb").write_text(json.dumps(EXPLORER_NOTEBOOK))
+    session, views, query = (explorer_reference[k] for k in ("session", "views", "query"))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with chromium(tmp_path, viewport=(1400, 1200)) as page:
+        widget = open_widget(page, server.lab("explorer.ipynb"), ".simvis-explorer[data-ready]")
+        page.wait_for_function("() => document.querySelector('.simvis-explorer').__simvis.order.length === 6")
+        widget.get_by_role("button", name="Hover").click()
+        row, col = 3, 2
+        before = _explorer_state(page)["draws"]
+        page.mouse.move(*_explorer_cell(page, widget, row, col))
+        page.wait_for_function(f"() => Number(document.querySelector('.simvis-explorer').dataset.draws) > {before}")
+        state = _explorer_state(page)
+        point = {
+            i: session.explain(query, views.images[i]).point_map("a", row, col).numpy()
+            for i in range(len(views.images))
+        }
+        _assert_all_maps(state, point[state["selected"]], {h["index"]: point[h["index"]] for h in state["hits"]})
+
+        chosen = next(h["index"] for h in state["hits"] if h["index"] != state["selected"])
+        ready = int(page.evaluate("() => Number(document.querySelector('.simvis-explorer').dataset.ready)"))
+        widget.locator(f'.sv-card[data-index="{chosen}"]').click()
+        page.wait_for_function(f"() => Number(document.querySelector('.simvis-explorer').dataset.ready) > {ready}")
+        state = _explorer_state(page)
+        assert state["selected"] == chosen
+        printed = json.loads(
+            kernel_exec(page, "import json; print(json.dumps([explorer.selected, explorer.score, explorer.hover_a]))")
+        )
+        assert printed[0] == chosen and printed[2] == [row, col]  # the query's hovered cell stays
+        assert printed[1] == pytest.approx(session.explain(query, views.images[chosen]).score, rel=2e-3)
+        _assert_all_maps(state, point[chosen], {h["index"]: point[h["index"]] for h in state["hits"]})
+        widget.screenshot(path=str(SCREENSHOTS / "explorer_hover.png"))
+
+        widget.get_by_role("button", name="Paint").click()
+        x0, y0 = _explorer_cell(page, widget, 4, 1)
+        x1, y1 = _explorer_cell(page, widget, 5, 5)
+        strip_before = state["strip"]
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x1, y1, steps=15)
+        page.wait_for_function(  # the strip re-ranks while the stroke is still being drawn
+            f"() => Number(document.querySelector('.simvis-explorer').dataset.strip) > {strip_before}", timeout=20_000
+        )
+        page.mouse.up()
+        page.wait_for_timeout(1000)
+        printed = json.loads(
+            kernel_exec(
+                page,
+                (
+                    "import json\n"
+                    "w = explorer.explanation.region_weights('a', explorer.mask_a)\n"
+                    "enc = session.encode(query)\n"
+                    "hits = gallery.search_features(enc.features, w, k=6, exclude=enc.hash)\n"
+                    "print(json.dumps({'shown': [h.index for h in explorer.results], 'expected': [h.index for h in hits],"
+                    " 'weights': w.tolist(), 'mask': float(explorer.mask_a.mean())}))"
+                ),
+            )
+        )
+        assert printed["mask"] > 0.01 and printed["shown"] == printed["expected"]  # what Gallery.search ranks
+        state = _explorer_state(page)
+        assert [h["index"] for h in state["hits"]] == printed["shown"]
+        weights = np.asarray(printed["weights"])
+        region = {
+            i: session.explain(query, views.images[i]).region_map("a", weights).numpy()
+            for i in {*printed["shown"], chosen}
+        }
+        _assert_all_maps(state, region[chosen], {i: region[i] for i in printed["shown"]})
+        widget.screenshot(path=str(SCREENSHOTS / "explorer.png"))
+
+        widget.get_by_role("button", name="Clear").click()
+        widget.locator('[data-testid="box"]').check()  # a box selection, live as well
+        strip_before = _explorer_state(page)["strip"]
+        page.mouse.move(*_explorer_cell(page, widget, 1, 4))
+        page.mouse.down()
+        page.mouse.move(*_explorer_cell(page, widget, 4, 6), steps=10)
+        page.wait_for_function(
+            f"() => Number(document.querySelector('.simvis-explorer').dataset.strip) > {strip_before}", timeout=20_000
+        )
+        page.mouse.up()
+        page.wait_for_timeout(1000)
+        printed = json.loads(
+            kernel_exec(
+                page,
+                (
+                    "import json, numpy as np\n"
+                    "m = explorer.mask_a\n"
+                    "ys, xs = np.nonzero(m)\n"
+                    "w = explorer.explanation.region_weights('a', m)\n"
+                    "enc = session.encode(query)\n"
+                    "hits = gallery.search_features(enc.features, w, k=6, exclude=enc.hash)\n"
+                    "print(json.dumps({'shown': [h.index for h in explorer.results], 'expected': [h.index for h in hits],"
+                    " 'box': bool(m[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()), 'cells': w.tolist()}))"
+                ),
+            )
+        )
+        assert printed["box"] and printed["shown"] == printed["expected"]  # a filled rectangle, ranked exactly
+        cells = np.asarray(printed["cells"])
+        # centre of cell (1, 4) to centre of cell (4, 6): half of the edge cells, a quarter of the corners
+        assert cells[2:4, 5].min() > 0.99 and 0.2 < cells[1, 4] < 0.35 and 0.4 < cells[2, 4] < 0.6
+        assert cells[0].max() == cells[:, :4].max() == cells[5:].max() == cells[:, 7:].max() == 0
+        assert [h["index"] for h in _explorer_state(page)["hits"]] == printed["shown"]
+        assert _page_errors(page) == []
+
+
+def test_explorer_static_html_hovers_every_map(explorer_reference: dict[str, Any], tmp_path: Path) -> None:
+    session, views, query = (explorer_reference[k] for k in ("session", "views", "query"))
+    gallery = sv.Gallery.build(views.images, session, progress=False)
+    path = sv.Explorer(session, query, gallery=gallery, k=4).to_html(tmp_path / "explorer.html")
+    with chromium(tmp_path) as page:
+        page.goto(path.as_uri())
+        page.wait_for_selector(".simvis-explorer[data-ready]", timeout=30_000)
+        page.wait_for_function("() => document.querySelector('.simvis-explorer').__simvis.order.length === 4")
+        widget = page.locator(".simvis-explorer").first
+        widget.get_by_role("button", name="Hover").click()
+        for row, col in [(1, 1), (5, 4)]:
+            before = _explorer_state(page)["draws"]
+            page.mouse.move(*_explorer_cell(page, widget, row, col))
+            page.wait_for_function(f"() => Number(document.querySelector('.simvis-explorer').dataset.draws) > {before}")
+            state = _explorer_state(page)
+            point = {
+                h["index"]: session.explain(query, views.images[h["index"]]).point_map("a", row, col).numpy()
+                for h in state["hits"]
+            }
+            right = session.explain(query, views.images[state["selected"]]).point_map("a", row, col).numpy()
+            _assert_all_maps(state, right, point)
+        assert _page_errors(page) == []

@@ -62,6 +62,22 @@ def quickstart() -> nbformat.NotebookNode:
         ),
         new_code_cell("explorer.mode, explorer.hover_a, explorer.mask_a is not None, explorer.region_score('a')"),
         new_markdown_cell(
+            "## The pair and its neighbours: Explorer\n"
+            "`sv.Explorer` is the same pair view with a gallery's best matches below it. Hover or paint on the "
+            "query (left) and the selected image (right) **and every thumbnail** show where that cell or region "
+            "is matched, in the same frame, on one colour scale; while you paint, the strip re-ranks the gallery "
+            "by the painted region (exact scores). Click a thumbnail, or press the left / right arrow keys, to "
+            "put that image on the right. Here the gallery is the other demo photos, so the stereo pair's "
+            "second view should come first."
+        ),
+        new_code_cell(
+            "names = [name for name in photos if name != 'motorcycle_left']\n"
+            "gallery = sv.Gallery.build([photos[n] for n in names], session, labels=names, progress=False)\n"
+            "linked = sv.Explorer(session, photos['motorcycle_left'], gallery=gallery, k=6)\n"
+            "linked"
+        ),
+        new_code_cell("[(h.label, round(h.score, 4)) for h in linked.results], linked.selected, linked.rank_by"),
+        new_markdown_cell(
             "## The same pair as static figures\n"
             "`session.explain` returns the decomposition itself; its figures work anywhere matplotlib does "
             "(papers, slides, the `simvis explain` command)."
@@ -163,6 +179,21 @@ def region_retrieval() -> nbformat.NotebookNode:
         ),
         new_markdown_cell("The results are plain Python objects too:"),
         new_code_cell("[(rank + 1, h.label, round(h.score, 4)) for rank, h in enumerate(explorer.results)]"),
+        new_markdown_cell(
+            "## The query and a result side by side: Explorer\n"
+            "`sv.Explorer` puts the query and the selected result side by side above the strip, with everything "
+            "the PairExplorer does. **Hover** a query cell and the selected image and every thumbnail show where "
+            "that cell is matched, in the same frame; **Paint** and they show the region's map while the strip "
+            "re-ranks. Click a thumbnail (or use the arrow keys) to put it on the right, without rebuilding "
+            "anything. `rank_by` chooses what ranks the strip: the painted region, the hovered cell or the whole "
+            "image."
+        ),
+        new_code_cell("linked = sv.Explorer(session, query, gallery=gallery, k=8)\nlinked"),
+        new_code_cell(
+            "linked.select(linked.results[1].index)   # what a click does\n"
+            "assert abs(linked.score - gallery.explain(query, linked.selected).score) < 1e-6\n"
+            "linked.selected, linked.results[1].label, round(linked.score, 4)"
+        ),
         new_markdown_cell(
             "## Region versus whole image, in code\n"
             "Whole-image search ranks by everything in the photo; a region query ranks by one part of it. "

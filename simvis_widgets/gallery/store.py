@@ -202,9 +202,7 @@ def _binary_with_checksums(arrays: Sequence[np.ndarray | None]) -> tuple[Any, li
     present = [a.reshape(-1).view(np.uint8) for a in arrays if a is not None]
     data = np.concatenate(present) if present else np.zeros(0, np.uint8)
     valid = np.array([a is not None for a in arrays], bool)
-    sums = [
-        None if a is None else zlib.crc32(data[offsets[i] : offsets[i + 1]].data) for i, a in enumerate(arrays)
-    ]
+    sums = [None if a is None else zlib.crc32(data[offsets[i] : offsets[i + 1]].data) for i, a in enumerate(arrays)]
     column = pa.LargeBinaryArray.from_buffers(
         pa.large_binary(),
         len(arrays),

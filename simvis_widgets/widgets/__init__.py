@@ -3,7 +3,8 @@
 
 from ..errors import PairExplorerError
 from .compare_explorer import CompareExplorer
+from .explorer import Explorer
 from .pair_explorer import PairExplorer
 from .retrieval_explorer import RetrievalExplorer
 
-__all__ = ["CompareExplorer", "PairExplorer", "PairExplorerError", "RetrievalExplorer"]
+__all__ = ["CompareExplorer", "Explorer", "PairExplorer", "PairExplorerError", "RetrievalExplorer"]

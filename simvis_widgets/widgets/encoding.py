@@ -4,10 +4,12 @@ from which the browser computes every hover and paint map. One place for all wid
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ..decompose import Explanation
@@ -40,6 +42,24 @@ def _mask_from_json(value: dict[str, Any] | None, _widget: Any) -> np.ndarray | 
 
 
 MASK_SERIALIZERS = {"to_json": _mask_to_json, "from_json": _mask_from_json}
+
+
+def region_from_browser(region: dict[str, Any], grid: Sequence[int]) -> torch.Tensor | None:
+    """The cell weights (``grid``-shaped float32) of a region the browser sent as ``{"kind": "cells", "weights":
+    [...]}`` (the covered fraction of each cell, row-major), or None for the whole image: any other kind, or nothing
+    painted (all zero). Weights of the wrong count or outside [0, 1] raise :class:`WidgetError`."""
+    if region.get("kind") != "cells":
+        return None
+    gh, gw = int(grid[0]), int(grid[1])
+    try:
+        w = torch.tensor(region.get("weights", []), dtype=torch.float32)
+    except (TypeError, ValueError):
+        raise WidgetError(f"region weights must be a list of numbers, got {region.get('weights')!r:.80}") from None
+    if w.numel() != gh * gw:
+        raise WidgetError(f"region weights have {w.numel()} cells; the query grid has {gh}x{gw}")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or bool((w > 1).any()):
+        raise WidgetError("region weights must be finite numbers in [0, 1] (the covered fraction of each cell)")
+    return w.reshape(gh, gw) if float(w.sum()) > 0 else None
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -22,7 +22,7 @@ from ..gallery import Gallery, GalleryError, Hit
 from ..images import ImageLike
 from ..render import shared_limit
 from ..session import ModelSession
-from .encoding import MASK_SERIALIZERS, STATIC, colormap_lut, jpeg_thumbnail, png_bytes
+from .encoding import MASK_SERIALIZERS, STATIC, colormap_lut, jpeg_thumbnail, png_bytes, region_from_browser
 from .pair_explorer import PairExplorer
 
 
@@ -120,19 +120,9 @@ class RetrievalExplorer(ipywidgets.VBox):
 
     def weights(self) -> torch.Tensor | None:
         """The current region's cell weights (None: the whole image)."""
-        region = self.view.query_region
-        if self.view.region_mode == "whole" or region.get("kind") != "cells":
+        if self.view.region_mode == "whole":
             return None
-        gh, gw = self.view.query_grid
-        try:
-            w = torch.tensor(region.get("weights", []), dtype=torch.float32)
-        except (TypeError, ValueError):
-            raise WidgetError(f"region weights must be a list of numbers, got {region.get('weights')!r:.80}") from None
-        if w.numel() != gh * gw:
-            raise WidgetError(f"region weights have {w.numel()} cells; the query grid has {gh}x{gw}")
-        if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or bool((w > 1).any()):
-            raise WidgetError("region weights must be finite numbers in [0, 1] (the covered fraction of each cell)")
-        return w.reshape(gh, gw) if float(w.sum()) > 0 else None  # nothing painted (all erased): the whole image
+        return region_from_browser(self.view.query_region, self.view.query_grid)  # all erased: the whole image
 
     def search(self) -> list[Hit]:
         """Run the search for the current query and region, and show the results."""

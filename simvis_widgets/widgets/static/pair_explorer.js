@@ -138,6 +138,29 @@ function tracing() {
   return Boolean(globalThis.__SIMVIS_TRACE__);
 }
 
+// simvis_widgets/widgets/js/lib/colour.js
+function lutIndex(value, vmax) {
+  return Math.max(0, Math.min(255, Math.round((value / vmax + 1) / 2 * 255)));
+}
+function colourCells(values, vmax, lut, rgba) {
+  for (let k = 0; k < values.length; k++) {
+    const t = 3 * lutIndex(values[k], vmax);
+    rgba[4 * k] = lut[t];
+    rgba[4 * k + 1] = lut[t + 1];
+    rgba[4 * k + 2] = lut[t + 2];
+    rgba[4 * k + 3] = 255;
+  }
+  return rgba;
+}
+function drawCellMap(ctx, small, values, vmax, lut) {
+  const img = new ImageData(small.width, small.height);
+  colourCells(values, vmax, lut, img.data);
+  small.getContext("2d").putImageData(img, 0, 0);
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = "low";
+  ctx.drawImage(small, 0, 0, ctx.canvas.width, ctx.canvas.height);
+}
+
 // simvis_widgets/widgets/js/lib/masks.js
 function axisOverlaps(n, cells) {
   const size = n / cells;
@@ -167,6 +190,13 @@ function cellWeights(mask, H, W, gh, gw) {
     }
   }
   return w;
+}
+function boxMask(H, W, x0, y0, x1, y1) {
+  const mask = new Uint8Array(W * H);
+  const [xa, xb] = [Math.max(0, Math.floor(Math.min(x0, x1))), Math.min(W, Math.ceil(Math.max(x0, x1)))];
+  const [ya, yb] = [Math.max(0, Math.floor(Math.min(y0, y1))), Math.min(H, Math.ceil(Math.max(y0, y1)))];
+  for (let y = ya; y < yb; y++) mask.fill(255, y * W + xa, y * W + xb);
+  return mask;
 }
 function maskFromTrait(value, H, W) {
   if (!value || !value.data) return null;
@@ -228,29 +258,6 @@ var CellMask = class {
     return this.pixels > 0 ? { shape: [this.H, this.W], data: new DataView(this.mask.slice().buffer) } : null;
   }
 };
-
-// simvis_widgets/widgets/js/lib/colour.js
-function lutIndex(value, vmax) {
-  return Math.max(0, Math.min(255, Math.round((value / vmax + 1) / 2 * 255)));
-}
-function colourCells(values, vmax, lut, rgba) {
-  for (let k = 0; k < values.length; k++) {
-    const t = 3 * lutIndex(values[k], vmax);
-    rgba[4 * k] = lut[t];
-    rgba[4 * k + 1] = lut[t + 1];
-    rgba[4 * k + 2] = lut[t + 2];
-    rgba[4 * k + 3] = 255;
-  }
-  return rgba;
-}
-function drawCellMap(ctx, small, values, vmax, lut) {
-  const img = new ImageData(small.width, small.height);
-  colourCells(values, vmax, lut, img.data);
-  small.getContext("2d").putImageData(img, 0, 0);
-  ctx.imageSmoothingEnabled = true;
-  ctx.imageSmoothingQuality = "low";
-  ctx.drawImage(small, 0, 0, ctx.canvas.width, ctx.canvas.height);
-}
 
 // simvis_widgets/widgets/js/lib/panel.js
 function el(tag, attrs = {}, ...children) {
@@ -491,11 +498,11 @@ function bestCell(values, gw) {
   return { index, rc: [Math.floor(index / gw), index % gw] };
 }
 
-// simvis_widgets/widgets/js/pair_explorer.js
+// simvis_widgets/widgets/js/lib/pair_view.js
 var MODES = ["overview", "hover", "paint"];
 var CMAPS = ["RdBu_r", "coolwarm", "bwr", "seismic", "PiYG", "PuOr_r", "viridis"];
 var PairView = class {
-  constructor(model, root) {
+  constructor(model, root, kind = "simvis-pair") {
     this.model = model;
     this.root = root;
     this.isStatic = Boolean(model.get("_static"));
@@ -507,7 +514,7 @@ var PairView = class {
     this.lastDraw = -1e9;
     this.trace = [];
     this.buildControls();
-    initRoot(root, "simvis-pair");
+    initRoot(root, kind);
     const panels = el("div", { class: "sv-panels" }, this.a.root, this.b.root);
     root.append(this.toolbar, panels, this.colorbar.root, this.readout);
     root.addEventListener("keydown", (e) => this.onKey(e));
@@ -516,17 +523,19 @@ var PairView = class {
   // ---- data --------------------------------------------------------------------------------------
   async loadPair() {
     const m = this.model;
+    const token = this.loadToken = (this.loadToken || 0) + 1;
     const [ha, wa] = m.get("grid_a");
     const [hb, wb] = m.get("grid_b");
-    const { contrib, mapA, mapB } = decodePayload(Object.fromEntries(PAYLOAD_KEYS.map((k) => [k, m.get(k)])));
-    this.contrib = contrib;
-    this.mapA = mapA;
-    this.mapB = mapB;
-    this.sumA = sum(this.mapA);
-    this.sumB = sum(this.mapB);
-    const [bitmapA, bitmapB] = await Promise.all([decodeImage(m.get("image_a")), decodeImage(m.get("image_b"))]);
+    const payload = decodePayload(Object.fromEntries(PAYLOAD_KEYS.map((k) => [k, m.get(k)])));
     const [Ha, Wa] = m.get("size_a");
     const [Hb, Wb] = m.get("size_b");
+    const [bitmapA, bitmapB] = await Promise.all([decodeImage(m.get("image_a")), decodeImage(m.get("image_b"))]);
+    if (token !== this.loadToken) return;
+    this.contrib = payload.contrib;
+    this.mapA = payload.mapA;
+    this.mapB = payload.mapB;
+    this.sumA = sum(this.mapA);
+    this.sumB = sum(this.mapB);
     this.a.setImage(bitmapA, Ha, Wa, ha, wa);
     this.b.setImage(bitmapB, Hb, Wb, hb, wb);
     this.loadMask("a");
@@ -579,6 +588,12 @@ var PairView = class {
     this.brushInput.addEventListener("input", () => this.setTrait("brush", Number(this.brushInput.value)));
     this.eraseBox = el("input", { type: "checkbox", title: "erase (key e)" });
     this.eraseBox.addEventListener("change", () => this.setTrait("erase", this.eraseBox.checked));
+    this.boxBox = el("input", {
+      type: "checkbox",
+      title: "drag a rectangle instead of a brush (key b)",
+      "data-testid": "box"
+    });
+    this.boxBox.addEventListener("change", () => this.setTrait("box", this.boxBox.checked));
     const clear = el(
       "button",
       { class: "sv-btn", title: "clear both masks (key c)", onclick: () => this.clearMasks() },
@@ -589,6 +604,7 @@ var PairView = class {
       { class: "sv-group" },
       el("label", {}, "brush ", this.brushInput),
       el("label", {}, this.eraseBox, " erase"),
+      el("label", {}, this.boxBox, " box"),
       clear
     );
     this.cmapSelect = el("select", { title: "colormap", "data-testid": "cmap" });
@@ -606,7 +622,7 @@ var PairView = class {
     this.scaleSelect.addEventListener("change", () => this.setTrait("scale_mode", this.scaleSelect.value));
     this.gridBox = el("input", { type: "checkbox", title: "show the feature cells (key g)" });
     this.gridBox.addEventListener("change", () => this.setTrait("show_grid", this.gridBox.checked));
-    const swap = el(
+    const swap = this.swapButton = el(
       "button",
       { class: "sv-btn", title: "swap A and B", onclick: () => this.model.send({ event: "swap" }) },
       "Swap"
@@ -640,7 +656,7 @@ var PairView = class {
     const hint = el(
       "div",
       { class: "sv-hint" },
-      "red adds to the similarity, blue subtracts · keys: o h p (modes), e erase, c clear, [ ] brush, g grid, r reset"
+      "red adds to the similarity, blue subtracts · keys: o h p (modes), e erase, b box, c clear, [ ] brush, g grid, r reset"
     );
     this.readout = el(
       "div",
@@ -667,6 +683,7 @@ var PairView = class {
     }
     this.brushInput.value = String(m.get("brush"));
     this.eraseBox.checked = m.get("erase");
+    this.boxBox.checked = m.get("box");
     this.cmapSelect.value = m.get("cmap");
     this.opacityInput.value = String(m.get("opacity"));
     this.scaleSelect.value = m.get("scale_mode");
@@ -677,6 +694,7 @@ var PairView = class {
     for (const side of ["a", "b"]) {
       this[side].setMask(null);
       this.syncMask(side);
+      this.onStroke(this[side], true);
     }
     this.draw();
   }
@@ -699,6 +717,7 @@ var PairView = class {
       h: () => this.setTrait("mode", "hover"),
       p: () => this.setTrait("mode", "paint"),
       e: () => this.setTrait("erase", !m.get("erase")),
+      b: () => this.setTrait("box", !m.get("box")),
       c: () => this.clearMasks(),
       g: () => this.setTrait("show_grid", !m.get("show_grid")),
       r: () => this.reset(),
@@ -731,7 +750,8 @@ var PairView = class {
         this.request(e.timeStamp);
       } else if (mode === "paint") {
         if (this.painting === panel && e.buttons & 1) {
-          panel.strokeTo(loc.x, loc.y, this.model.get("brush"), this.model.get("erase"));
+          this.paintTo(panel, loc);
+          this.onStroke(panel, false);
         }
         this.brushAt = { panel, x: loc.x, y: loc.y };
         this.request(e.timeStamp);
@@ -744,7 +764,9 @@ var PairView = class {
       this.painting = panel;
       panel.endStroke();
       const loc = panel.locate(e);
-      panel.strokeTo(loc.x, loc.y, this.model.get("brush"), this.model.get("erase"));
+      this.boxStart = loc;
+      this.paintTo(panel, loc);
+      this.onStroke(panel, false);
       this.request(e.timeStamp);
     });
     const end = () => {
@@ -752,6 +774,7 @@ var PairView = class {
       this.painting = null;
       panel.endStroke();
       this.syncMask(panel.side);
+      this.onStroke(panel, true);
     };
     panel.mark.addEventListener("pointerup", end);
     panel.mark.addEventListener("pointercancel", end);
@@ -760,6 +783,15 @@ var PairView = class {
       end();
       this.request(performance.now());
     });
+  }
+  /** Continue the stroke on `panel` to `loc`: the brush, or (box) the rectangle from where the drag started,
+   * which replaces the panel's mask. */
+  paintTo(panel, loc) {
+    const m = this.model;
+    if (m.get("box")) {
+      const start = this.boxStart;
+      panel.setMask(boxMask(panel.H, panel.W, start.x, start.y, loc.x, loc.y));
+    } else panel.strokeTo(loc.x, loc.y, m.get("brush"), m.get("erase"));
   }
   /** Send local trait changes to the kernel at most every 50 ms (the last state always goes). */
   saveSoon() {
@@ -832,13 +864,13 @@ var PairView = class {
     const m = this.model;
     const views = this.currentMaps();
     const shared = m.get("scale_mode") === "shared";
-    const vShared = maxAbs(views.a, views.b);
+    const vShared = this.sharedScale(views);
     const opacity = m.get("opacity");
     this.a.drawHeat(views.a, shared ? vShared : maxAbs(views.a), this.lut, opacity);
     this.b.drawHeat(views.b, shared ? vShared : maxAbs(views.b), this.lut, opacity);
     const paint = m.get("mode") === "paint";
     for (const panel of [this.a, this.b]) {
-      const brushHere = paint && this.brushAt && this.brushAt.panel === panel;
+      const brushHere = paint && !m.get("box") && this.brushAt && this.brushAt.panel === panel;
       const brush = brushHere ? { x: this.brushAt.x, y: this.brushAt.y, r: m.get("brush"), erase: m.get("erase") } : null;
       panel.drawMarks({
         grid: m.get("show_grid"),
@@ -848,6 +880,7 @@ var PairView = class {
         brush
       });
     }
+    this.drawExtra(views, shared ? vShared : null);
     this.drawCaptions(views, shared ? vShared : null);
     this.lastDraw = performance.now();
     if (eventTimes && tracing()) {
@@ -855,6 +888,16 @@ var PairView = class {
       if (this.trace.length > 5e3) this.trace.splice(0, this.trace.length - 5e3);
     }
     this.root.dataset.draws = String(Number(this.root.dataset.draws || 0) + 1);
+  }
+  /** A brush edit on `panel` (`final`: the stroke ended or the mask was cleared). */
+  onStroke() {
+  }
+  /** The one colour scale of every map on show (scale_mode "shared"). */
+  sharedScale(views) {
+    return maxAbs(views.a, views.b);
+  }
+  /** Draw views beyond the two panels; `vShared` is the shared scale, or null for per-view scales. */
+  drawExtra() {
   }
   drawCaptions(views, vShared) {
     const m = this.model;
@@ -878,9 +921,7 @@ var PairView = class {
     setText(this.readoutInfo, views.info);
   }
 };
-function render({ model, el: root }) {
-  const view = new PairView(model, root);
-  const hide = exposeView(root, view);
+function bindPairModel(model, view) {
   view.syncControls();
   view.loadPair();
   const redraw = () => {
@@ -893,7 +934,7 @@ function render({ model, el: root }) {
     view.loadLut();
     view.draw();
   });
-  const traits = ["mode", "hover_a", "hover_b", "opacity", "scale_mode", "show_grid", "brush", "erase", "cmap"];
+  const traits = ["mode", "hover_a", "hover_b", "opacity", "scale_mode", "show_grid", "brush", "erase", "box", "cmap"];
   for (const name of traits) model.on(`change:${name}`, redraw);
   for (const side of ["a", "b"]) {
     model.on(`change:mask_${side}`, () => {
@@ -902,6 +943,13 @@ function render({ model, el: root }) {
       view.draw();
     });
   }
+}
+
+// simvis_widgets/widgets/js/pair_explorer.js
+function render({ model, el: root }) {
+  const view = new PairView(model, root);
+  const hide = exposeView(root, view);
+  bindPairModel(model, view);
   return hide;
 }
 var pair_explorer_default = { render };
