@@ -254,8 +254,9 @@ class ModelSession:
             self.model.to(memory_format=torch.channels_last)
         self._extract = make_extractor(self.model, opts.layer)
         self.options = opts.replace(layer=getattr(self._extract, "layer", opts.layer))
-        self._mean_t = torch.tensor(self.options.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._std_t = torch.tensor(self.options.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        # per channel, on the 0-255 pixel scale, laid out for an (N, H, W, 3) batch: x = (p - 255 mean) / (255 std)
+        self._mean_t = torch.tensor(self.options.mean, dtype=torch.float32, device=self.device).mul_(255.0)
+        self._std_t = torch.tensor(self.options.std, dtype=torch.float32, device=self.device).mul_(255.0)
         self._cache: OrderedDict[str, tuple[np.ndarray, Tensor]] = OrderedDict()
         channels, stride = self._probe()
         self.options = self.options.replace(channels=channels, stride=stride)
@@ -464,8 +465,9 @@ class ModelSession:
             pixels = pixels.pin_memory().to(self.device, non_blocking=True)
         else:
             pixels = pixels.to(self.device)
-        batch = (pixels.permute(0, 3, 1, 2).float().div_(255.0) - self._mean_t) / self._std_t
-        return batch.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        # normalised in the (N, H, W, 3) layout it arrives in: two passes, and its NCHW view is channels-last as is
+        batch = pixels.float().sub_(self._mean_t).div_(self._std_t).permute(0, 3, 1, 2)
+        return batch if self.channels_last else batch.contiguous()
 
     def forward(self, x: Tensor) -> Tensor:
         """The network from an input batch (:meth:`to_input`) to its local features (float32; patch tokens of a
