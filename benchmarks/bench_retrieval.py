@@ -60,9 +60,9 @@ Six measurements in one run, on the CPU (``--threads``, default 2, for torch; th
    with an older region, or ipywidgets merged pending updates), so it can under-state the delay. So the script
    also matches every render to the send it answers: in the kernel, ``explorer.search`` is wrapped (an instance
    attribute; the library is unchanged) to record a signature of the region it searched under the
-   ``results_version`` it produced, and in the page ``view.sendRegion`` is wrapped to log each send's time and the
-   same signature (``sum_k w_k (k + 1)`` over the cell weights, computed in the same order on the same doubles in
-   JS and Python: exactly equal). The matched delay is ``shown`` - the first send of that region (a repeated
+   ``results_version`` it produced, and in the page the view's ``RegionSender.send`` is wrapped to log each
+   send's time and the same signature (``sum_k w_k (k + 1)`` over the cell weights, computed in the same order on
+   the same doubles in JS and Python: exactly equal). The matched delay is ``shown`` - the first send of that region (a repeated
    identical send triggers no search). Both are printed. Also timed in the kernel (median, each at most ~20 s of
    runs): ``explorer.search()`` (search + region maps + thumbnails + sending the payload),
    ``gallery.search_features`` with and without the exclude hash, ``gallery.index.search`` alone (and its
@@ -735,8 +735,9 @@ TRACE_HOOK = """() => {
     for (let k = 0; k < r.weights.length; k++) s += r.weights[k] * (k + 1);
     return s;
   };
-  const original = view.sendRegion.bind(view);
-  view.sendRegion = function (force = false) {
+  const sender = view.sender;  // js/lib/region_sender.js: its own timers call this.send too
+  const original = sender.send.bind(sender);
+  sender.send = function (force = false) {
     const before = this.requestId, region = this.model.get('query_region');
     original(force);
     const now = this.model.get('query_region');

@@ -56,16 +56,50 @@ class JupyterServer:
         return f"{self.url}/notebooks/{notebook}?token={self.token}"
 
 
-@contextlib.contextmanager
-def jupyter_server(root: Path, workdir: Path) -> Iterator[JupyterServer]:
-    """JupyterLab (which also serves Notebook 7's /notebooks pages) on 127.0.0.1, stopped on exit."""
-    port, token = free_port(), secrets.token_hex(16)
+def _jupyter_env(workdir: Path) -> dict[str, str]:
+    """The environment of a server started for a test: its own config, runtime and IPython dirs, offline."""
     env = dict(os.environ)
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
         d = workdir / name.lower()
         d.mkdir(parents=True, exist_ok=True)
         env[name] = str(d)
     env["SIMVIS_OFFLINE"] = "1"
+    return env
+
+
+@contextlib.contextmanager
+def _serve(name: str, cmd: list[str], env: dict[str, str], cwd: Path, probe: str, log: Path) -> Iterator[None]:
+    """Start ``cmd`` (output to ``log``), wait until ``probe`` answers (90 s at most), stop it on exit."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(probe, timeout=2) as r:
+                    r.read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not answer in 90 s:\n{log.read_text()[-3000:]}") from None
+                time.sleep(0.5)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def jupyter_server(root: Path, workdir: Path) -> Iterator[JupyterServer]:
+    """JupyterLab (which also serves Notebook 7's /notebooks pages) on 127.0.0.1, stopped on exit."""
+    port, token = free_port(), secrets.token_hex(16)
+    env = _jupyter_env(workdir)
     # JupyterLab settings: render every cell (no windowing, so widgets below the fold exist), no news popup.
     settings = workdir / "lab-settings"
     for plugin, values in {
@@ -80,7 +114,6 @@ def jupyter_server(root: Path, workdir: Path) -> Iterator[JupyterServer]:
         target.write_text(json.dumps(values))
     env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(workdir / "lab-workspaces")
-    log = workdir / "jupyter.log"
     cmd = [
         sys.executable,
         "-m",
@@ -97,29 +130,32 @@ def jupyter_server(root: Path, workdir: Path) -> Iterator[JupyterServer]:
         "--LabApp.news_url=",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                    json.load(r)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"jupyter lab did not answer in 90 s:\n{log.read_text()[-3000:]}") from None
-                time.sleep(0.5)
+    log = workdir / "jupyter.log"
+    with _serve("jupyter lab", cmd, env, root, f"{url}/api/status?token={token}", log):
         yield JupyterServer(url, token, root, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+
+
+@contextlib.contextmanager
+def voila_server(notebook: Path, workdir: Path) -> Iterator[str]:
+    """Voilà serving ``notebook`` (a dashboard: outputs only, its own kernel) on 127.0.0.1; yields the page's URL.
+    Stopped on exit. The server answers before it runs the notebook: Voilà executes it when the page is opened."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(notebook),
+        "--no-browser",
+        f"--port={port}",
+        "--Voila.ip=127.0.0.1",
+        "--show_tracebacks=True",
+    ]
+    url = f"http://127.0.0.1:{port}/"
+    with _serve(
+        "voila", cmd, _jupyter_env(workdir), notebook.parent, f"{url}voila/static/voila.js", workdir / "voila.log"
+    ):
+        yield url
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import pytest
 
 import simvis_widgets as sv
 
-from jupyter_browser import chromium, jupyter_server, kernel_exec, open_and_run, open_widget
+from jupyter_browser import chromium, jupyter_server, kernel_exec, open_and_run, open_widget, voila_server
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -547,6 +547,48 @@ def explorer_reference() -> dict[str, Any]:
     return scope
 
 
+def _hover_query_check_maps(
+    page: Any, widget: Any, reference: dict[str, Any], row: int, col: int
+) -> tuple[dict[str, Any], dict[int, np.ndarray]]:
+    """Hover cell (row, col) of the query with the mouse; the right-hand canvas and every thumbnail (at least two)
+    must change and show that cell's row of P, as independent ``session.explain`` calls predict. Returns the
+    widget's state and those maps by gallery index."""
+    session, views, query = (reference[k] for k in ("session", "views", "query"))
+    widget.get_by_role("button", name="Hover").click()
+    page.wait_for_function("() => document.querySelector('.simvis-explorer').dataset.mode === 'hover'")
+    before = _explorer_state(page)
+    page.mouse.move(*_explorer_cell(page, widget, row, col))
+    page.wait_for_function(
+        f"() => Number(document.querySelector('.simvis-explorer').dataset.draws) > {before['draws']}"
+    )
+    state = _explorer_state(page)
+    assert len(state["hits"]) >= 2
+    assert state["right"] != before["right"], "the right-hand canvas did not change"
+    old = {h["index"]: h["rgba"] for h in before["hits"]}
+    assert all(h["rgba"] != old.get(h["index"]) for h in state["hits"]), "a thumbnail did not change"
+    point = {
+        i: session.explain(query, views.images[i]).point_map("a", row, col).numpy() for i in range(len(views.images))
+    }
+    _assert_all_maps(state, point[state["selected"]], {h["index"]: point[h["index"]] for h in state["hits"]})
+    return state, point
+
+
+def _click_thumbnail_check_swap(
+    page: Any, widget: Any, state: dict[str, Any], point: dict[int, np.ndarray]
+) -> tuple[int, dict[str, Any]]:
+    """Click a thumbnail other than the selected image: it becomes the right-hand image, and with the query's
+    hovered cell kept, the right canvas shows its map. Returns the chosen gallery index and the new state."""
+    chosen = next(h["index"] for h in state["hits"] if h["index"] != state["selected"])
+    ready = int(page.evaluate("() => Number(document.querySelector('.simvis-explorer').dataset.ready)"))
+    widget.locator(f'.sv-card[data-index="{chosen}"]').click()
+    page.wait_for_function(f"() => Number(document.querySelector('.simvis-explorer').dataset.ready) > {ready}")
+    state = _explorer_state(page)
+    assert state["selected"] == chosen
+    assert widget.locator(f'.sv-card[data-index="{chosen}"]').get_attribute("class").split().count("sv-selected") == 1
+    _assert_all_maps(state, point[chosen], {h["index"]: point[h["index"]] for h in state["hits"]})
+    return chosen, state
+
+
 def test_explorer_hover_drives_every_map_click_selects_paint_reranks(
     server: Any, explorer_reference: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -556,30 +598,14 @@ def test_explorer_hover_drives_every_map_click_selects_paint_reranks(
     with chromium(tmp_path, viewport=(1400, 1200)) as page:
         widget = open_widget(page, server.lab("explorer.ipynb"), ".simvis-explorer[data-ready]")
         page.wait_for_function("() => document.querySelector('.simvis-explorer').__simvis.order.length === 6")
-        widget.get_by_role("button", name="Hover").click()
         row, col = 3, 2
-        before = _explorer_state(page)["draws"]
-        page.mouse.move(*_explorer_cell(page, widget, row, col))
-        page.wait_for_function(f"() => Number(document.querySelector('.simvis-explorer').dataset.draws) > {before}")
-        state = _explorer_state(page)
-        point = {
-            i: session.explain(query, views.images[i]).point_map("a", row, col).numpy()
-            for i in range(len(views.images))
-        }
-        _assert_all_maps(state, point[state["selected"]], {h["index"]: point[h["index"]] for h in state["hits"]})
-
-        chosen = next(h["index"] for h in state["hits"] if h["index"] != state["selected"])
-        ready = int(page.evaluate("() => Number(document.querySelector('.simvis-explorer').dataset.ready)"))
-        widget.locator(f'.sv-card[data-index="{chosen}"]').click()
-        page.wait_for_function(f"() => Number(document.querySelector('.simvis-explorer').dataset.ready) > {ready}")
-        state = _explorer_state(page)
-        assert state["selected"] == chosen
+        state, point = _hover_query_check_maps(page, widget, explorer_reference, row, col)
+        chosen, state = _click_thumbnail_check_swap(page, widget, state, point)
         printed = json.loads(
             kernel_exec(page, "import json; print(json.dumps([explorer.selected, explorer.score, explorer.hover_a]))")
         )
         assert printed[0] == chosen and printed[2] == [row, col]  # the query's hovered cell stays
         assert printed[1] == pytest.approx(session.explain(query, views.images[chosen]).score, rel=2e-3)
-        _assert_all_maps(state, point[chosen], {h["index"]: point[h["index"]] for h in state["hits"]})
         widget.screenshot(path=str(SCREENSHOTS / "explorer_hover.png"))
 
         widget.get_by_role("button", name="Paint").click()
@@ -674,4 +700,57 @@ def test_explorer_static_html_hovers_every_map(explorer_reference: dict[str, Any
             }
             right = session.explain(query, views.images[state["selected"]]).point_map("a", row, col).numpy()
             _assert_all_maps(state, right, point)
+        assert _page_errors(page) == []
+
+
+def test_notebook7_explorer_hover_drives_every_map(
+    server: Any, explorer_reference: dict[str, Any], tmp_path: Path
+) -> None:
+    (server.root / "explorer.ipynb").write_text(json.dumps(EXPLORER_NOTEBOOK))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with chromium(tmp_path, viewport=(1400, 1200)) as page:
+        open_and_run(page, server.classic("explorer.ipynb"))
+        page.errors.clear()  # Notebook 7 logs errors of its own while loading (environment.md); ours come later
+        widget = open_widget(page, None, ".simvis-explorer[data-ready]")
+        page.wait_for_function("() => document.querySelector('.simvis-explorer').__simvis.order.length === 6")
+        assert page.evaluate("() => window.jupyterapp.name") == "Jupyter Notebook"  # Notebook 7, not JupyterLab
+        _hover_query_check_maps(page, widget, explorer_reference, 4, 5)
+        widget.screenshot(path=str(SCREENSHOTS / "notebook7_explorer.png"))
+        assert _page_errors(page) == []
+
+
+VOILA_TEMPLATE_CDN = "https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@"
+
+
+def test_voila_explorer_hover_and_click(explorer_reference: dict[str, Any], tmp_path: Path) -> None:
+    """Voilà renders the Explorer through anywidget's JupyterLab extension, served by Voilà itself (offline: every
+    request leaving the server is refused); hovering the query drives every map and a click swaps the pair, with
+    Voilà's kernel."""
+    notebook = tmp_path / "notebooks" / "explorer.ipynb"
+    notebook.parent.mkdir()
+    notebook.write_text(json.dumps(EXPLORER_NOTEBOOK))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with voila_server(notebook, tmp_path / "voila") as url, chromium(tmp_path, viewport=(1400, 1200)) as page:
+        served: list[str] = []
+        outside: list[str] = []  # offline: every request that leaves the server fails, and is recorded
+
+        def offline(route: Any) -> None:
+            if route.request.url.startswith(url):
+                served.append(route.request.url)
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", offline)
+        page.goto(url)
+        widget = open_widget(page, None, ".simvis-explorer[data-ready]", timeout_s=240)
+        page.wait_for_function("() => document.querySelector('.simvis-explorer').__simvis.order.length === 6")
+        state, point = _hover_query_check_maps(page, widget, explorer_reference, 3, 2)
+        _click_thumbnail_check_swap(page, widget, state, point)
+        widget.screenshot(path=str(SCREENSHOTS / "voila_explorer.png"))
+        assert any("/labextensions/anywidget/" in u for u in served), served  # the front end came from the server
+        # Voilà's own page template links Font Awesome from a CDN (its bundle carries the fonts too); nothing else,
+        # in particular no widget code, comes from outside.
+        assert all(u.startswith(VOILA_TEMPLATE_CDN) for u in outside), f"requests outside the Voilà server: {outside}"
         assert _page_errors(page) == []

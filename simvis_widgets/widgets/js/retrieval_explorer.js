@@ -1,7 +1,7 @@
 // RetrievalExplorer front end: a query image with brush / box / hover tools, and a strip of the top-k gallery
 // results with their region heatmaps. The region's cell weights are computed here (exact covered area) and
-// sent to the kernel, throttled; the kernel scores the whole gallery with one matrix multiply and sends back
-// the top-k (ipywidgets merges updates that are still pending, so a slow search never builds a backlog).
+// sent to the kernel, throttled, one request in flight (lib/region_sender.js); the kernel scores the whole
+// gallery with one matrix multiply and sends back the top-k.
 import "./widget.css";
 import "./retrieval_explorer.css";
 import { asBytes, decodeFloats, decodeImage } from "./lib/bytes.js";
@@ -9,14 +9,13 @@ import { drawCellMap } from "./lib/colour.js";
 import { exposeView, tracing } from "./lib/hooks.js";
 import { boxMask } from "./lib/masks.js";
 import { Panel, el, initRoot, onPointerMove } from "./lib/panel.js";
+import { RegionSender } from "./lib/region_sender.js";
 
 // The shared code this bundle runs, exported so the node tests drive the built file (tests/test_js_maths.py).
 export { cellWeights } from "./lib/masks.js";
 export { Panel, decodeFloats };
 
 const TOOLS = ["paint", "box", "hover"];
-const SEND_EVERY_MS = 50;
-const IN_FLIGHT_WAIT_MS = 1000;
 
 class RetrievalView {
   constructor(model, root) {
@@ -30,8 +29,8 @@ class RetrievalView {
     initRoot(root, "simvis-retrieval");
     root.append(this.toolbar, el("div", { class: "sv-query" }, this.query.root), this.status, this.strip);
     this.bindPointer();
-    this.lastSend = -1e9;
-    this.sendTimer = null;
+    // the region goes to `query_region`; the results name the request they answer (`results_for`)
+    this.sender = new RegionSender(model, () => this.currentWeights());
     this.box = null;
     this.hoverCell = null;
     this.thumbs = new Map();
@@ -56,7 +55,7 @@ class RetrievalView {
     this.regionSelect.addEventListener("change", () => {
       m.set("region_mode", this.regionSelect.value);
       m.save_changes();
-      this.sendRegion(true);
+      this.sender.send(true);
       this.drawQuery();
     });
     this.kInput = el("input", {
@@ -144,65 +143,11 @@ class RetrievalView {
     return q.maskPixels > 0 ? q.weights : null;
   }
 
-  /** Send the region's cell weights: now if the last send is SEND_EVERY_MS old, else once when it is; and at most
-   * one request in flight: while the kernel searches, the newest region waits and goes as soon as the results
-   * come (or after IN_FLIGHT_WAIT_MS without them), so the kernel never works through a queue of stale regions. */
-  sendRegion(force = false) {
-    const now = performance.now();
-    if (this.requestId && this.requestId !== this.answeredId && now - this.lastSend < IN_FLIGHT_WAIT_MS) {
-      this.pendingSend = true;
-      if (!this.pendingTimer) {
-        this.pendingTimer = setTimeout(
-          () => {
-            this.pendingTimer = null;
-            this.flushPending(true);
-          },
-          IN_FLIGHT_WAIT_MS - (now - this.lastSend),
-        );
-      }
-      return;
-    }
-    this.pendingSend = false;
-    if (!force && now - this.lastSend < SEND_EVERY_MS) {
-      if (!this.sendTimer) {
-        this.sendTimer = setTimeout(
-          () => {
-            this.sendTimer = null;
-            this.sendRegion(true);
-          },
-          SEND_EVERY_MS - (now - this.lastSend),
-        );
-      }
-      return;
-    }
-    if (this.sendTimer) {
-      clearTimeout(this.sendTimer);
-      this.sendTimer = null;
-    }
-    this.lastSend = now;
-    const w = this.currentWeights();
-    this.requestId = (this.requestId || 0) + 1;
-    (this.sentAt = this.sentAt || new Map()).set(this.requestId, now);
-    if (this.sentAt.size > 1000) this.sentAt.delete(this.sentAt.keys().next().value);
-    const region = w
-      ? { kind: "cells", weights: Array.from(w), id: this.requestId }
-      : { kind: "whole", id: this.requestId };
-    this.model.set("query_region", region);
-    this.model.save_changes();
-  }
-
-  /** Send the region that waited for the request in flight (``timedOut``: the answer never came). */
-  flushPending(timedOut = false) {
-    if (!this.pendingSend) return;
-    if (timedOut) this.answeredId = this.requestId;
-    this.sendRegion(true);
-  }
-
   clearRegion() {
     this.query.setMask(null);
     this.box = null;
     this.hoverCell = null;
-    this.sendRegion(true);
+    this.sender.send(true);
     this.syncMask();
     this.drawQuery();
   }
@@ -254,7 +199,7 @@ class RetrievalView {
       if (!this.dragging) return;
       this.dragging = false;
       q.endStroke();
-      this.sendRegion(true);
+      this.sender.send(true);
       this.syncMask();
     };
     q.mark.addEventListener("pointerup", end);
@@ -273,7 +218,7 @@ class RetrievalView {
       this.syncControls();
     }
     this.drawQuery();
-    this.sendRegion();
+    this.sender.send();
   }
 
   drawQuery() {
@@ -347,16 +292,12 @@ class RetrievalView {
     const version = m.get("results_version");
     this.root.dataset.results = String(version);
     const answered = m.get("results_for");
-    this.answeredId = answered;
-    if (this.pendingTimer) {
-      clearTimeout(this.pendingTimer);
-      this.pendingTimer = null;
-    }
-    this.flushPending();
-    if (tracing() && this.sentAt && this.sentAt.has(answered)) {
+    this.sender.answered(answered);
+    const sentAt = this.sender.sentAt;
+    if (tracing() && sentAt.has(answered)) {
       // sent: when the region these results answer left the browser (not the latest send)
       const shown = performance.now();
-      (this.trace = this.trace || []).push({ sent: this.sentAt.get(answered), shown, version, id: answered });
+      (this.trace = this.trace || []).push({ sent: sentAt.get(answered), shown, version, id: answered });
     }
   }
 

@@ -359,10 +359,78 @@ var Panel = class {
   }
 };
 
+// simvis_widgets/widgets/js/lib/region_sender.js
+var RegionSender = class {
+  constructor(model, weightsNow, { trait = "query_region", everyMs = 50, inFlightWaitMs = 1e3 } = {}) {
+    this.model = model;
+    this.weightsNow = weightsNow;
+    this.trait = trait;
+    this.everyMs = everyMs;
+    this.inFlightWaitMs = inFlightWaitMs;
+    this.lastSend = -1e9;
+    this.sendTimer = null;
+    this.pendingTimer = null;
+    this.pendingSend = false;
+    this.requestId = 0;
+    this.answeredId = 0;
+    this.sentAt = /* @__PURE__ */ new Map();
+  }
+  /** Send now if the last send is `everyMs` old (or `force`), else once when it is; while a request is unanswered
+   * (for less than `inFlightWaitMs`) the newest region waits for its answer. */
+  send(force = false) {
+    const now = performance.now();
+    if (this.requestId !== this.answeredId && now - this.lastSend < this.inFlightWaitMs) {
+      this.pendingSend = true;
+      if (!this.pendingTimer) {
+        this.pendingTimer = setTimeout(
+          () => {
+            this.pendingTimer = null;
+            this.answeredId = this.requestId;
+            this.flush();
+          },
+          this.inFlightWaitMs - (now - this.lastSend)
+        );
+      }
+      return;
+    }
+    this.pendingSend = false;
+    if (!force && now - this.lastSend < this.everyMs) {
+      if (!this.sendTimer) {
+        this.sendTimer = setTimeout(
+          () => {
+            this.sendTimer = null;
+            this.send(true);
+          },
+          this.everyMs - (now - this.lastSend)
+        );
+      }
+      return;
+    }
+    clearTimeout(this.sendTimer);
+    this.sendTimer = null;
+    this.lastSend = now;
+    const w = this.weightsNow();
+    this.requestId += 1;
+    this.sentAt.set(this.requestId, now);
+    if (this.sentAt.size > 1e3) this.sentAt.delete(this.sentAt.keys().next().value);
+    const region = w ? { kind: "cells", weights: Array.from(w), id: this.requestId } : { kind: "whole", id: this.requestId };
+    this.model.set(this.trait, region);
+    this.model.save_changes();
+  }
+  /** Results for request `id` arrived: a region that waited goes now. */
+  answered(id) {
+    this.answeredId = Math.max(this.answeredId, id);
+    clearTimeout(this.pendingTimer);
+    this.pendingTimer = null;
+    this.flush();
+  }
+  flush() {
+    if (this.pendingSend) this.send(true);
+  }
+};
+
 // simvis_widgets/widgets/js/retrieval_explorer.js
 var TOOLS = ["paint", "box", "hover"];
-var SEND_EVERY_MS = 50;
-var IN_FLIGHT_WAIT_MS = 1e3;
 var RetrievalView = class {
   constructor(model, root) {
     this.model = model;
@@ -375,8 +443,7 @@ var RetrievalView = class {
     initRoot(root, "simvis-retrieval");
     root.append(this.toolbar, el("div", { class: "sv-query" }, this.query.root), this.status, this.strip);
     this.bindPointer();
-    this.lastSend = -1e9;
-    this.sendTimer = null;
+    this.sender = new RegionSender(model, () => this.currentWeights());
     this.box = null;
     this.hoverCell = null;
     this.thumbs = /* @__PURE__ */ new Map();
@@ -400,7 +467,7 @@ var RetrievalView = class {
     this.regionSelect.addEventListener("change", () => {
       m.set("region_mode", this.regionSelect.value);
       m.save_changes();
-      this.sendRegion(true);
+      this.sender.send(true);
       this.drawQuery();
     });
     this.kInput = el("input", {
@@ -482,61 +549,11 @@ var RetrievalView = class {
     }
     return q.maskPixels > 0 ? q.weights : null;
   }
-  /** Send the region's cell weights: now if the last send is SEND_EVERY_MS old, else once when it is; and at most
-   * one request in flight: while the kernel searches, the newest region waits and goes as soon as the results
-   * come (or after IN_FLIGHT_WAIT_MS without them), so the kernel never works through a queue of stale regions. */
-  sendRegion(force = false) {
-    const now = performance.now();
-    if (this.requestId && this.requestId !== this.answeredId && now - this.lastSend < IN_FLIGHT_WAIT_MS) {
-      this.pendingSend = true;
-      if (!this.pendingTimer) {
-        this.pendingTimer = setTimeout(
-          () => {
-            this.pendingTimer = null;
-            this.flushPending(true);
-          },
-          IN_FLIGHT_WAIT_MS - (now - this.lastSend)
-        );
-      }
-      return;
-    }
-    this.pendingSend = false;
-    if (!force && now - this.lastSend < SEND_EVERY_MS) {
-      if (!this.sendTimer) {
-        this.sendTimer = setTimeout(
-          () => {
-            this.sendTimer = null;
-            this.sendRegion(true);
-          },
-          SEND_EVERY_MS - (now - this.lastSend)
-        );
-      }
-      return;
-    }
-    if (this.sendTimer) {
-      clearTimeout(this.sendTimer);
-      this.sendTimer = null;
-    }
-    this.lastSend = now;
-    const w = this.currentWeights();
-    this.requestId = (this.requestId || 0) + 1;
-    (this.sentAt = this.sentAt || /* @__PURE__ */ new Map()).set(this.requestId, now);
-    if (this.sentAt.size > 1e3) this.sentAt.delete(this.sentAt.keys().next().value);
-    const region = w ? { kind: "cells", weights: Array.from(w), id: this.requestId } : { kind: "whole", id: this.requestId };
-    this.model.set("query_region", region);
-    this.model.save_changes();
-  }
-  /** Send the region that waited for the request in flight (``timedOut``: the answer never came). */
-  flushPending(timedOut = false) {
-    if (!this.pendingSend) return;
-    if (timedOut) this.answeredId = this.requestId;
-    this.sendRegion(true);
-  }
   clearRegion() {
     this.query.setMask(null);
     this.box = null;
     this.hoverCell = null;
-    this.sendRegion(true);
+    this.sender.send(true);
     this.syncMask();
     this.drawQuery();
   }
@@ -586,7 +603,7 @@ var RetrievalView = class {
       if (!this.dragging) return;
       this.dragging = false;
       q.endStroke();
-      this.sendRegion(true);
+      this.sender.send(true);
       this.syncMask();
     };
     q.mark.addEventListener("pointerup", end);
@@ -604,7 +621,7 @@ var RetrievalView = class {
       this.syncControls();
     }
     this.drawQuery();
-    this.sendRegion();
+    this.sender.send();
   }
   drawQuery() {
     if (!this.ready) return;
@@ -672,15 +689,11 @@ var RetrievalView = class {
     const version = m.get("results_version");
     this.root.dataset.results = String(version);
     const answered = m.get("results_for");
-    this.answeredId = answered;
-    if (this.pendingTimer) {
-      clearTimeout(this.pendingTimer);
-      this.pendingTimer = null;
-    }
-    this.flushPending();
-    if (tracing() && this.sentAt && this.sentAt.has(answered)) {
+    this.sender.answered(answered);
+    const sentAt = this.sender.sentAt;
+    if (tracing() && sentAt.has(answered)) {
       const shown = performance.now();
-      (this.trace = this.trace || []).push({ sent: this.sentAt.get(answered), shown, version, id: answered });
+      (this.trace = this.trace || []).push({ sent: sentAt.get(answered), shown, version, id: answered });
     }
   }
   drawThumb(canvas, r) {
