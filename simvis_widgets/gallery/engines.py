@@ -95,8 +95,10 @@ def unreadable_row(loaded: Loaded) -> StoredRow | None:
 def embed_group(group: Sequence[Loaded], session: ModelSession, store_features: bool) -> list[StoredRow]:
     """Run one batch of same-size loaded items through the network: their rows."""
     feats = session.batch_features([it.prepared for it in group])  # type: ignore[misc]
-    peak = float(feats.abs().max())
-    if store_features and peak > FLOAT16_MAX:
+    # the features are finite (batch_features checks), so a value beyond float16's range is an inf here
+    half = feats.detach().to(torch.float16).cpu().numpy() if store_features else None
+    if half is not None and not np.isfinite(half).all():
+        peak = float(feats.abs().max())
         raise GalleryError(
             f"{session.name} gives local features up to {peak:.3g} for {group[0].item.source!r}; the gallery "
             f"stores them as float16, whose largest value is {FLOAT16_MAX:g}: scale the features down "
@@ -105,7 +107,7 @@ def embed_group(group: Sequence[Loaded], session: ModelSession, store_features: 
     _, emb = pooled_embeddings(feats, session.pooling, session.p, session.head)
     check_embeddings(emb, [loaded.item.source for loaded in group], session.normalize)
     rows = []
-    for loaded, f, e in zip(group, feats, emb):
+    for i, (loaded, f, e) in enumerate(zip(group, feats, emb)):
         item = loaded.item
         rows.append(
             StoredRow(
@@ -117,7 +119,7 @@ def embed_group(group: Sequence[Loaded], session: ModelSession, store_features: 
                 file_hash=loaded.file_hash,
                 grid=(int(f.shape[1]), int(f.shape[2])),
                 embedding=e.detach().float().cpu().numpy(),
-                features=f.detach().to(torch.float16).cpu().numpy() if store_features else None,
+                features=half[i] if half is not None else None,
             )
         )
     return rows
