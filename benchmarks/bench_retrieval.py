@@ -43,14 +43,15 @@ Six measurements in one run, on the CPU (``--threads``, default 2, for torch; th
    7x7 features would make 125 GB at 1M, so the hits' region maps are 1x1 here: their map cost at 7x7 is part (4)'s
    ``store`` column), pixel hashes and labels of 10 small thumbnails of the demo photos cycled over the rows. A
    notebook generated in a temporary directory opens it with ``Gallery.open(path, session, images=thumbnails
-   cycled)`` (the open time is printed) and shows ``sv.RetrievalExplorer(session, gallery, query)`` (query: the
+   cycled)`` (the open time is printed) and shows ``sv.RetrievalExplorer(session, gallery, query)`` (the Explorer in
+   paint mode: query on the left, the selected hit on the right, the strip below; query: the
    motorcycle photo); JupyterLab 4 (``tests/jupyter_browser.py``: loopback, fresh config) and headless Debian
    Chromium (Playwright) run it. One ``explorer.search()`` is first timed in the kernel: when it takes over
    ``--browser-max-search`` seconds (default 3) the strokes are not painted (each would wait that long per
    refresh, and each timing below would take as long) and the report says so. Otherwise (the widget's view is
    ``root.__simvis``: ``tests/jupyter_browser.py`` sets ``__SIMVIS_TEST_HOOKS__`` by an init script), with
    ``window.__SIMVIS_TRACE__ = true`` the widget appends
-   ``{sent, shown, version}`` to its trace on every strip render (``sent`` = ``performance.now()`` of the last
+   ``{sent, shown, version, id}`` to its ``stripTrace`` on every strip render (``sent`` = ``performance.now()`` of the last
    region send). We paint ``--strokes`` horizontal strokes (mouse down, one move every 16.7 ms, up; the Clear
    button between strokes, outside the measured windows; a stroke's window ends once no render came for 600 ms or
    twice the first search's time) and report ``shown - sent`` over the renders during the
@@ -60,7 +61,7 @@ Six measurements in one run, on the CPU (``--threads``, default 2, for torch; th
    with an older region, or ipywidgets merged pending updates), so it can under-state the delay. So the script
    also matches every render to the send it answers: in the kernel, ``explorer.search`` is wrapped (an instance
    attribute; the library is unchanged) to record a signature of the region it searched under the
-   ``results_version`` it produced, and in the page the view's ``RegionSender.send`` is wrapped to log each
+   ``strip_version`` it produced, and in the page the view's ``RegionSender.send`` is wrapped to log each
    send's time and the same signature (``sum_k w_k (k + 1)`` over the cell weights, computed in the same order on
    the same doubles in JS and Python: exactly equal). The matched delay is ``shown`` - the first send of that region (a repeated
    identical send triggers no search). Both are printed. Also timed in the kernel (median, each at most ~20 s of
@@ -726,8 +727,8 @@ print(_time.perf_counter() - _t0)"""
 
 TRACE_HOOK = """() => {
   window.__SIMVIS_TRACE__ = true;
-  const view = document.querySelector('.simvis-retrieval').__simvis;
-  view.trace = [];
+  const view = document.querySelector('.simvis-explorer').__simvis;
+  view.stripTrace = [];
   window.__benchSends = [];
   const sig = (r) => {
     if (!r || r.kind !== 'cells') return -1;
@@ -752,31 +753,31 @@ _answered = {}
 _search = explorer.search
 def _traced_search():
     _t0 = _time.time() * 1000
-    _r = explorer.view.query_region
+    _r = explorer.query_region
     _s = -1
-    if explorer.view.region_mode != 'whole' and _r.get('kind') == 'cells':
+    if explorer.rank_by == 'region' and _r.get('kind') == 'cells':
         _s = 0.0
         for _k, _w in enumerate(_r['weights']):
             _s += _w * (_k + 1)
     _hits = _search()
-    _answered[explorer.view.results_version] = [_s, _t0, _time.time() * 1000]
+    _answered[explorer.strip_version] = [_s, _t0, _time.time() * 1000]
     return _hits
 explorer.search = _traced_search
-explorer.view.region_mode = 'region'
+explorer.rank_by = 'region'
 print('hooked')"""
 
 KERNEL_TIMING = """import json, statistics, time
 import torch
 from simvis_widgets.decompose import region_query
 from simvis_widgets.gallery.keys import region_key_query
-gh, gw = explorer.view.query_grid
+gh, gw = explorer.grid_a
 w = [0.0] * (gh * gw)
 for r in range(gh // 3, 2 * gh // 3 + 1):
     for c in range(gw // 3, 2 * gw // 3 + 1):
         w[r * gw + c] = 1.0
 explorer.search = _search
-explorer.view.region_mode = 'region'
-explorer.view.query_region = {{'kind': 'cells', 'weights': w}}
+explorer.rank_by = 'region'
+explorer.query_region = {{'kind': 'cells', 'weights': w}}
 wt = explorer.weights()
 s = session
 enc = session.encode(query)  # the explorer's query, from the session's cache
@@ -830,7 +831,7 @@ def _match(
     trace: list[dict[str, Any]], sends: list[dict[str, Any]], answered: dict[int, list[float]]
 ) -> list[int | None]:
     """Per render: the index in ``sends`` of the first send of the region it answers (see the module
-    docstring); None where no send matches. ``answered``: results_version -> [signature, start, end]."""
+    docstring); None where no send matches. ``answered``: strip_version -> [signature, start, end]."""
     out: list[int | None] = []
     for entry in trace:
         sig = answered[int(entry["version"])][0] if int(entry["version"]) in answered else None
@@ -895,11 +896,11 @@ def bench_browser(s: Settings, synth: Synthetic, log: Callable[[str], None]) -> 
     with lab("simvis-bench-retrieval-", {"bench_retrieval.ipynb": json.dumps(nb, indent=1)}) as (server, page):
         log("  JupyterLab up; running the notebook ...")
         open_and_run(page, server.lab("bench_retrieval.ipynb"))
-        page.wait_for_selector(".simvis-retrieval[data-results]", timeout=900_000)
+        page.wait_for_selector(".simvis-explorer[data-ready]", timeout=900_000)
         page.wait_for_function(
-            "() => document.querySelectorAll('.simvis-retrieval .sv-card').length === 8", timeout=60_000
+            "() => document.querySelectorAll('.simvis-explorer .sv-card').length === 8", timeout=60_000
         )
-        widget = page.locator(".simvis-retrieval").first
+        widget = page.locator(".simvis-explorer").first
         widget.scroll_into_view_if_needed()
         probe = kernel_exec(page, PROBE)
         try:
@@ -916,12 +917,10 @@ def bench_browser(s: Settings, synth: Synthetic, log: Callable[[str], None]) -> 
             return res
         if "hooked" not in kernel_exec(page, KERNEL_HOOK):
             raise RuntimeError("could not wrap explorer.search in the kernel")
-        page.wait_for_timeout(800)  # the region_mode change's search
+        page.wait_for_timeout(800)  # a search the rank_by change may start
         page.evaluate(TRACE_HOOK)
-        res.query_grid = page.evaluate(
-            "() => document.querySelector('.simvis-retrieval').__simvis.model.get('query_grid')"
-        )
-        canvas = widget.locator('[data-testid="mark-q"]')
+        res.query_grid = page.evaluate("() => document.querySelector('.simvis-explorer').__simvis.model.get('grid_a')")
+        canvas = widget.locator('[data-testid="mark-a"]')  # the query
         canvas.scroll_into_view_if_needed()
         box = canvas.bounding_box()
         res.canvas = [box["width"], box["height"]]
@@ -950,7 +949,9 @@ def bench_browser(s: Settings, synth: Synthetic, log: Callable[[str], None]) -> 
             quiet = max(0.6, 2 * (res.probe_s or 0.0))
             last, quiet_since, deadline = -1, time.perf_counter(), time.perf_counter() + 15
             while time.perf_counter() < deadline:
-                count = int(page.evaluate("() => document.querySelector('.simvis-retrieval').__simvis.trace.length"))
+                count = int(
+                    page.evaluate("() => document.querySelector('.simvis-explorer').__simvis.stripTrace.length")
+                )
                 if count != last:
                     last, quiet_since = count, time.perf_counter()
                 elif time.perf_counter() - quiet_since > quiet:
@@ -959,7 +960,7 @@ def bench_browser(s: Settings, synth: Synthetic, log: Callable[[str], None]) -> 
             windows.append((t_begin, float(page.evaluate("() => performance.now()"))))
             clear.click()
             page.wait_for_timeout(700)
-        trace = page.evaluate("() => document.querySelector('.simvis-retrieval').__simvis.trace")
+        trace = page.evaluate("() => document.querySelector('.simvis-explorer').__simvis.stripTrace")
         sends = page.evaluate("() => window.__benchSends")
         answered = {int(k): v for k, v in json.loads(kernel_exec(page, "print(_json.dumps(_answered))")).items()}
         in_strokes = [e for e in trace if any(a <= e["shown"] <= b for a, b in windows)]

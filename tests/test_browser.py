@@ -219,27 +219,31 @@ def test_static_html_export_keeps_hover(tmp_path: Path, reference: sv.Explanatio
 
 
 RESULTS = """() => {
-  const view = document.querySelector('.simvis-retrieval').__simvis;
-  const cards = [...document.querySelectorAll('.simvis-retrieval .sv-card')];
-  return { version: Number(view.root.dataset.results || 0), indices: cards.map((c) => Number(c.dataset.index)),
-           texts: cards.map((c) => c.querySelector('.sv-card-text').textContent) };
+  const view = document.querySelector('.simvis-explorer').__simvis;
+  const cards = [...document.querySelectorAll('.simvis-explorer .sv-card')];
+  return { version: Number(view.root.dataset.strip || 0), indices: cards.map((c) => Number(c.dataset.index)),
+           texts: cards.map((c) => c.querySelector('.sv-card-text').textContent), selected: view.model.get('selected'),
+           ready: Number(view.root.dataset.ready || 0) };
 }"""
 
 
 def _result_heat(page: Any, rank: int) -> list[int]:
     return page.evaluate(f"""() => {{
-      const c = document.querySelector('[data-testid="result-heat-{rank}"]');
+      const c = document.querySelector('.simvis-explorer [data-testid="hit-heat-{rank}"]');
       return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((_, k) => k % 16 === 0));
     }}""")
 
 
 def test_retrieval_strip_follows_the_brush_and_opens_the_pair(server: Any, tmp_path: Path) -> None:
+    """Notebook 02's RetrievalExplorer (the Explorer's view in paint mode): painting on the query re-ranks the strip
+    mid-stroke exactly as ``Gallery.search`` does, and a click puts the hit on the right next to the query."""
     notebook = "02_region_retrieval.ipynb"
     shutil.copy(REPO / "notebooks" / notebook, server.root / notebook)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with chromium(tmp_path) as page:
-        widget = open_widget(page, server.lab(notebook), ".simvis-retrieval[data-results]")
-        page.wait_for_function("() => document.querySelectorAll('.simvis-retrieval .sv-card').length === 8")
+    with chromium(tmp_path, viewport=(1400, 1200)) as page:
+        widget = open_widget(page, server.lab(notebook), ".simvis-explorer[data-ready]")
+        page.wait_for_function("() => document.querySelectorAll('.simvis-explorer .sv-card').length === 8")
+        assert page.evaluate("() => document.querySelector('.simvis-explorer').dataset.mode") == "paint"
         before = page.evaluate(RESULTS)
         kernel_scores = json.loads(
             kernel_exec(page, "import json; print(json.dumps([round(h.score, 4) for h in explorer.results]))")
@@ -247,14 +251,15 @@ def test_retrieval_strip_follows_the_brush_and_opens_the_pair(server: Any, tmp_p
         assert [float(t.split()[1]) for t in before["texts"]] == pytest.approx(kernel_scores, abs=1e-4)
         heat_before = _result_heat(page, 0)
 
-        canvas = widget.locator('[data-testid="mark-q"]')
+        canvas = widget.locator('[data-testid="mark-a"]')  # the query
+        canvas.scroll_into_view_if_needed()
         box = canvas.bounding_box()
         page.mouse.move(box["x"] + 0.62 * box["width"], box["y"] + 0.65 * box["height"])
         page.mouse.down()
         page.mouse.move(box["x"] + 0.85 * box["width"], box["y"] + 0.9 * box["height"], steps=15)
         # The strip refreshes while the stroke is still being drawn (throttled sends).
         page.wait_for_function(
-            f"() => Number(document.querySelector('.simvis-retrieval').dataset.results) > {before['version']}",
+            f"() => Number(document.querySelector('.simvis-explorer').dataset.strip) > {before['version']}",
             timeout=20_000,
         )
         page.mouse.up()
@@ -265,10 +270,10 @@ def test_retrieval_strip_follows_the_brush_and_opens_the_pair(server: Any, tmp_p
                 page,
                 (
                     "import json\n"
-                    "mask = explorer.view.query_mask\n"
-                    "hits = gallery.search(explorer._prepared, mask=mask, k=9, exclude_self=False)\n"
+                    "mask = explorer.mask_a\n"
+                    "hits = gallery.search(explorer.explanation.image_a, mask=mask, k=9, exclude_self=False)\n"
                     "print(json.dumps({'shown': [h.index for h in explorer.results], 'scores': [h.score for h in explorer.results],"
-                    " 'expected': [h.index for h in hits if h.index != 0][:8], 'mask': float(mask.mean()), 'mode': explorer.view.region_mode}))"
+                    " 'expected': [h.index for h in hits if h.index != 0][:8], 'mask': float(mask.mean()), 'mode': explorer.rank_by}))"
                 ),
             )
         )
@@ -280,20 +285,28 @@ def test_retrieval_strip_follows_the_brush_and_opens_the_pair(server: Any, tmp_p
         assert _result_heat(page, 0) != heat_before  # the heatmaps now show where the region is matched
         widget.screenshot(path=str(SCREENSHOTS / "lab_retrieval.png"))
 
-        chosen = after["indices"][1]
+        chosen = next(i for i in after["indices"][1:] if i != after["selected"])
         widget.locator(f'.sv-card[data-index="{chosen}"]').click()
-        page.wait_for_selector(".simvis-pair[data-ready]", timeout=60_000)
-        shown = kernel_exec(
-            page, "print(explorer.pair.explanation.score, gallery.search(explorer._raw, k=50)[0].score)"
+        page.wait_for_function(
+            f"() => Number(document.querySelector('.simvis-explorer').dataset.ready) > {after['ready']}",
+            timeout=60_000,
         )
-        pair_score = float(shown.split()[0])
-        expected = json.loads(
+        shown = json.loads(
             kernel_exec(
-                page, f"import json; print(json.dumps(session.explain(explorer._raw, gallery.image({chosen})).score))"
+                page,
+                "import json; print(json.dumps([explorer.selected, explorer.explanation.score,"
+                f" gallery.explain(query, {chosen}).score, session.explain(query, gallery.image({chosen})).score,"
+                " explorer.mask_a is not None]))",
             )
         )
-        assert pair_score == pytest.approx(expected, rel=1e-6)
-        readout = page.locator(".simvis-pair [data-testid='readout']").inner_text()
+        selected, pair_score, stored, fresh, mask_kept = shown
+        assert selected == chosen and mask_kept  # the hit is on the right; the query's painted region stays
+        assert pair_score == pytest.approx(stored, rel=1e-6)  # the gallery's stored features
+        assert pair_score == pytest.approx(fresh, rel=2e-3)  # an independent explanation, float32 features
+        assert (
+            widget.locator(f'.sv-card[data-index="{chosen}"]').get_attribute("class").split().count("sv-selected") == 1
+        )
+        readout = widget.locator("[data-testid='readout']").inner_text()
         assert f"score {pair_score:.4f}" in readout
         assert _page_errors(page) == []
 

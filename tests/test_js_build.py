@@ -14,12 +14,10 @@ from simvis_widgets.widgets.compare_explorer import CompareExplorer
 from simvis_widgets.widgets.encoding import STATIC
 from simvis_widgets.widgets.explorer import Explorer
 from simvis_widgets.widgets.pair_explorer import PairExplorer
-from simvis_widgets.widgets.retrieval_explorer import RetrievalView
 
 REPO = Path(__file__).resolve().parents[1]
 WIDGETS = {
     "pair_explorer": PairExplorer,
-    "retrieval_explorer": RetrievalView,
     "compare_explorer": CompareExplorer,
     "explorer": Explorer,
 }

@@ -19,7 +19,7 @@ import simvis_widgets as sv
 from simvis_widgets.widgets import encoding
 
 JS = Path(__file__).parent / "js"
-BUNDLES = [encoding.STATIC / f"{w}.js" for w in ("pair_explorer", "retrieval_explorer", "compare_explorer")]
+BUNDLES = [encoding.STATIC / f"{w}.js" for w in ("pair_explorer", "compare_explorer", "explorer")]
 bundles = pytest.mark.parametrize("bundle", BUNDLES, ids=[b.stem for b in BUNDLES])
 
 

@@ -169,30 +169,29 @@ def region_retrieval() -> nbformat.NotebookNode:
         ),
         new_markdown_cell(
             "## The explorer\n"
-            "**Paint** (or draw a **Box**, or **Hover** over single cells) on the query: the strip below re-ranks "
-            "the gallery by the selected region while you draw. Click a result to see the pair in a PairExplorer."
+            "The query is on the left, the best result on the right, the top 8 below. **Paint** on the query (tick "
+            "*box* to drag a rectangle instead): the strip re-ranks the gallery by the painted region while you "
+            "draw, and the right-hand image and every thumbnail show where the region is matched, on one colour "
+            "scale. Click a thumbnail (or use the arrow keys) to put it on the right; **Hover** shows what a "
+            "single cell matches, in both directions."
         ),
         new_code_cell(
             "query = views.images[0]   # the motorcycle\n"
-            "explorer = sv.RetrievalExplorer(session, gallery, query, k=8)\n"
+            "explorer = sv.RetrievalExplorer(session, gallery, query, k=8)   # sv.Explorer, started in paint mode\n"
             "explorer"
         ),
         new_markdown_cell("The results are plain Python objects too:"),
         new_code_cell("[(rank + 1, h.label, round(h.score, 4)) for rank, h in enumerate(explorer.results)]"),
         new_markdown_cell(
-            "## The query and a result side by side: Explorer\n"
-            "`sv.Explorer` puts the query and the selected result side by side above the strip, with everything "
-            "the PairExplorer does. **Hover** a query cell and the selected image and every thumbnail show where "
-            "that cell is matched, in the same frame; **Paint** and they show the region's map while the strip "
-            "re-ranks. Click a thumbnail (or use the arrow keys) to put it on the right, without rebuilding "
-            "anything. `rank_by` chooses what ranks the strip: the painted region, the hovered cell or the whole "
-            "image."
+            "`select(i)` does what a click does: gallery image `i` goes on the right (the query's painted region "
+            "stays) and `on_select` callbacks hear of it. `rank_by` chooses what ranks the strip: the painted "
+            "region, the hovered cell or the whole image. `sv.Explorer(session, query, gallery=gallery)` is the "
+            "same widget, started in overview mode."
         ),
-        new_code_cell("linked = sv.Explorer(session, query, gallery=gallery, k=8)\nlinked"),
         new_code_cell(
-            "linked.select(linked.results[1].index)   # what a click does\n"
-            "assert abs(linked.score - gallery.explain(query, linked.selected).score) < 1e-6\n"
-            "linked.selected, linked.results[1].label, round(linked.score, 4)"
+            "explorer.select(explorer.results[1].index)   # what a click does\n"
+            "assert abs(explorer.score - gallery.explain(query, explorer.selected).score) < 1e-6\n"
+            "explorer.selected, explorer.results[1].label, round(explorer.score, 4)"
         ),
         new_markdown_cell(
             "## Region versus whole image, in code\n"

@@ -18,7 +18,7 @@ region's cell weights while the stroke goes on (``query_region``), and the kerne
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,7 @@ class Explorer(PairWidget):
         self.gallery_size = len(gallery) if gallery is not None else 0
         self._other = load_image(other) if other is not None else None
         self._results: list[Hit] = []
+        self._callbacks: list[Callable[[Hit], Any]] = []
         self._pairs: OrderedDict[int, ExplainedPair] = OrderedDict()
         self._sent: set[int] = set()
         self._quiet = False
@@ -134,9 +135,24 @@ class Explorer(PairWidget):
             if self.selected != first:
                 self.selected = first
 
-    def select(self, index: int) -> None:
-        """Show gallery image ``index`` on the right (-1: ``other``); the query's mask and hovered cell stay."""
-        self.selected = index
+    def select(self, index: int) -> ExplainedPair:
+        """Show gallery image ``index`` on the right (-1: ``other``), as a click on its thumbnail does; the query's
+        mask and hovered cell stay. Returns the pair now shown; the :meth:`on_select` callbacks run."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise WidgetError(f"select() takes a gallery index (an integer), got {index!r}")
+        if int(index) == self.selected:
+            self._selection_made(int(index))
+        else:
+            try:
+                self.selected = int(index)
+            except t.TraitError as err:
+                raise WidgetError(str(err)) from None
+        return self._require()
+
+    def on_select(self, callback: Callable[[Hit], Any]) -> None:
+        """Call ``callback(hit)`` whenever a hit of the strip is selected: a click on its thumbnail, an arrow key,
+        :meth:`select` or setting ``selected``."""
+        self._callbacks.append(callback)
 
     def search(self) -> list[Hit]:
         """Search the gallery with the current selection (:meth:`weights`) and show the hits in the strip."""
@@ -281,6 +297,13 @@ class Explorer(PairWidget):
     def _selected_changed(self, change: t.Bunch) -> None:
         if not getattr(self, "_quiet", True):  # not while __init__ sets traits
             self._show_selected(change["new"], keep_a=True)
+            self._selection_made(change["new"])
+
+    def _selection_made(self, index: int) -> None:
+        hit = next((h for h in self._results if h.index == index), None)
+        if hit is not None:
+            for callback in self._callbacks:
+                callback(hit)
 
     @t.observe("k", "exclude_self", "rank_by", "query_region")
     def _selection_changed(self, _change: t.Bunch) -> None:

@@ -7,11 +7,16 @@ import "./explorer.css";
 import { asBytes, decodeImage } from "./lib/bytes.js";
 import { drawCellMap } from "./lib/colour.js";
 import { PAYLOAD_KEYS, decodePayload } from "./lib/contributions.js";
-import { exposeView } from "./lib/hooks.js";
-import { el, setText } from "./lib/panel.js";
+import { exposeView, tracing } from "./lib/hooks.js";
+import { Panel, el, setText } from "./lib/panel.js";
 import { PairView, bindPairModel } from "./lib/pair_view.js";
 import { maxAbs } from "./lib/readouts.js";
 import { RegionSender } from "./lib/region_sender.js";
+
+// The shared code this bundle runs, exported so the node tests drive the built file (tests/test_js_maths.py).
+export { decodeFloats } from "./lib/bytes.js";
+export { cellWeights } from "./lib/masks.js";
+export { Panel, decodePayload };
 
 const HITS_KEPT = 256; // cached hits beyond the strip's; a hit evicted and needed again is asked for again
 
@@ -47,6 +52,7 @@ class ExplorerView extends PairView {
     this.swapButton.style.display = "none";
     this.hits = new Map();
     this.order = [];
+    this.stripTrace = []; // with tracing on: one {sent, shown, version, id} per strip shown (bench_retrieval.py)
     this.sender = new RegionSender(model, () => (this.a.maskPixels > 0 ? this.a.weights : null));
     this.rankSelect = el(
       "select",
@@ -124,10 +130,18 @@ class ExplorerView extends PairView {
     }
     this.strip.replaceChildren(...this.order.map((h) => h.card));
     if (missing && !this.isStatic) m.send({ event: "resend" });
-    this.sender.answered(m.get("strip_for"));
-    this.root.dataset.strip = String(m.get("strip_version"));
+    const answered = m.get("strip_for");
+    this.sender.answered(answered);
+    const version = m.get("strip_version");
+    this.root.dataset.strip = String(version);
     this.syncControls();
     this.draw();
+    const sentAt = this.sender.sentAt;
+    if (tracing() && sentAt.has(answered)) {
+      // sent: when the region this strip answers left the browser (not the latest send)
+      this.stripTrace.push({ sent: sentAt.get(answered), shown: performance.now(), version, id: answered });
+      if (this.stripTrace.length > 5000) this.stripTrace.splice(0, this.stripTrace.length - 5000);
+    }
   }
 
   select(index) {

@@ -1046,6 +1046,7 @@ var ExplorerView = class extends PairView {
     this.swapButton.style.display = "none";
     this.hits = /* @__PURE__ */ new Map();
     this.order = [];
+    this.stripTrace = [];
     this.sender = new RegionSender(model, () => this.a.maskPixels > 0 ? this.a.weights : null);
     this.rankSelect = el(
       "select",
@@ -1119,10 +1120,17 @@ var ExplorerView = class extends PairView {
     }
     this.strip.replaceChildren(...this.order.map((h) => h.card));
     if (missing && !this.isStatic) m.send({ event: "resend" });
-    this.sender.answered(m.get("strip_for"));
-    this.root.dataset.strip = String(m.get("strip_version"));
+    const answered = m.get("strip_for");
+    this.sender.answered(answered);
+    const version = m.get("strip_version");
+    this.root.dataset.strip = String(version);
     this.syncControls();
     this.draw();
+    const sentAt = this.sender.sentAt;
+    if (tracing() && sentAt.has(answered)) {
+      this.stripTrace.push({ sent: sentAt.get(answered), shown: performance.now(), version, id: answered });
+      if (this.stripTrace.length > 5e3) this.stripTrace.splice(0, this.stripTrace.length - 5e3);
+    }
   }
   select(index) {
     if (this.isStatic || index === this.model.get("selected")) return;
@@ -1204,5 +1212,9 @@ function render({ model, el: root }) {
 }
 var explorer_default = { render };
 export {
+  Panel,
+  cellWeights,
+  decodeFloats,
+  decodePayload,
   explorer_default as default
 };
