@@ -517,6 +517,30 @@ def test_embeddings_a_gallery_cannot_score_are_refused_before_any_commit(
     assert len(Gallery.open(tmp_path / "g", session, images=views.images)) == 2  # the good first batch was kept
 
 
+@pytest.mark.parametrize("value", [7e4, float("inf")])
+def test_features_beyond_float16_are_refused_unless_recomputed(
+    views: sv.datasets.DemoViews, tmp_path: Path, value: float
+) -> None:
+    """Stored features are float16: a value float16 cannot hold (or an inf) stops the build before that batch is
+    stored, naming the limit and the way out; features="recompute" stores none and builds."""
+    session = _tiny_session()
+    real = session.batch_features
+
+    def too_big(batch: list[np.ndarray]) -> torch.Tensor:
+        out = real(batch)
+        if len(batch) == 1:
+            out[0, 0, 0, 0] = value
+        return out
+
+    session.batch_features = too_big  # type: ignore[method-assign]
+    with pytest.raises(GalleryError, match=r"largest value is 65504.*features='recompute'"):
+        Gallery.build(views.images[:3], session, tmp_path / "g", batch_size=2, commit_every=1, progress=False)
+    recomputed = Gallery.build(views.images[:3], session, tmp_path / "r", features="recompute", progress=False)
+    session.batch_features = real  # type: ignore[method-assign]
+    assert len(Gallery.open(tmp_path / "g", session, images=views.images)) == 2  # the good first batch was kept
+    assert len(recomputed) == 3
+
+
 def test_re_rank_keys_are_cached_within_a_bound_and_equal_the_stored_ones(
     views: sv.datasets.DemoViews, tmp_path: Path
 ) -> None:

@@ -95,9 +95,9 @@ def unreadable_row(loaded: Loaded) -> StoredRow | None:
 def embed_group(group: Sequence[Loaded], session: ModelSession, store_features: bool) -> list[StoredRow]:
     """Run one batch of same-size loaded items through the network: their rows."""
     feats = session.batch_features([it.prepared for it in group])  # type: ignore[misc]
-    # the features are finite (batch_features checks), so a value beyond float16's range is an inf here
+    # a value beyond float16's range becomes inf here (as does an inf); a NaN stays NaN and is refused below
     half = feats.detach().to(torch.float16).cpu().numpy() if store_features else None
-    if half is not None and not np.isfinite(half).all():
+    if half is not None and np.isinf(half).any():
         peak = float(feats.abs().max())
         raise GalleryError(
             f"{session.name} gives local features up to {peak:.3g} for {group[0].item.source!r}; the gallery "
