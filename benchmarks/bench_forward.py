@@ -52,6 +52,7 @@ Run from the repository root::
 
 from __future__ import annotations
 
+import argparse
 import ctypes.util
 import dataclasses
 import json
@@ -64,7 +65,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import REPO, Run, arg_parser, header, machine_info, verdict, write_json
+from benchmarks.harness import REPO, Run, arg_parser, header, machine_info, proc_status, verdict, write_json
 
 RAW = ("eager", "jemalloc", "mallopt", "tuned", "folded", "compile", "bf16", "onnxruntime")
 LIBRARY = ("embed_many", "gallery_build", "explain")
@@ -105,12 +106,6 @@ def jemalloc_path() -> str | None:
 # --------------------------------------------------------------------------------------------------
 # The child: one setting at one size, in its own process
 # --------------------------------------------------------------------------------------------------
-
-
-def _rss() -> dict[str, int]:
-    from benchmarks.harness import proc_status
-
-    return proc_status()
 
 
 def _images(n: int, size: int, seed: int) -> list[Any]:
@@ -278,12 +273,12 @@ def child(setting: str, size: int, batches: int, threads: int) -> None:
         out = (_raw if setting in RAW else _library)(setting, size, batches)
         from simvis_widgets.runtime import allocator, release_memory
 
-        status = _rss()
+        status = proc_status()
         release_memory()
         out.update(
             peak_rss=status.get("VmHWM"),
             rss_after=status.get("VmRSS"),
-            rss_released=_rss().get("VmRSS"),
+            rss_released=proc_status().get("VmRSS"),
             allocator=allocator(),
         )
     print("RESULT " + json.dumps(out), flush=True)
@@ -317,7 +312,7 @@ def _median(values: list[float]) -> float:
 
 def main() -> None:
     ap = arg_parser(__doc__, "one round, 3 batches per setting (about 4 minutes)")
-    ap.add_argument("--child", help=argparse_hidden())
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batches", type=int)
     ap.add_argument("--rounds", type=int)
@@ -411,12 +406,6 @@ def _first(results: dict[int, dict[str, list[dict[str, Any]]]], key: str) -> str
             for got in per_size.get(setting, []):
                 return str(got.get(key))
     return "?"
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

@@ -41,10 +41,10 @@ def _foldable(bn: nn.BatchNorm2d) -> bool:
 
 
 def conv_batchnorm_pairs(
-    model: nn.Module, run: Callable[[nn.Module, Tensor], Any], example: Tensor
-) -> list[tuple[str, str]]:
+    model: nn.Module, run: Callable[[nn.Module, Tensor], Tensor], example: Tensor
+) -> tuple[list[tuple[str, str]], Tensor]:
     """Names ``(conv, batch norm)`` of each batch norm whose input is exactly the tensor a ``Conv2d`` returned, in
-    one call ``run(model, example)`` (which may stop early, as a feature hook does)."""
+    one call ``run(model, example)`` (which may stop early, as a feature hook does), and that call's output."""
     names = {id(m): name for name, m in model.named_modules()}
     returned_by: dict[int, tuple[str, Tensor]] = {}  # the tensor is held so that its id is not reused
     pairs: list[tuple[str, str]] = []
@@ -58,14 +58,14 @@ def conv_batchnorm_pairs(
     handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
     try:
         with torch.inference_mode():
-            run(model, example)
+            output = run(model, example)
     finally:
         for handle in handles:
             handle.remove()
     # a convolution feeding two batch norms (or a batch norm called twice) cannot be folded
     convs = [c for c, _ in pairs]
     bns = [b for _, b in pairs]
-    return [(c, b) for c, b in pairs if convs.count(c) == 1 and bns.count(b) == 1]
+    return [(c, b) for c, b in pairs if convs.count(c) == 1 and bns.count(b) == 1], output
 
 
 def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
@@ -107,7 +107,7 @@ def fold_batchnorm(
     of pairs; None when there is nothing to fold, the copy fails, or ``run(copy, example)`` differs from
     ``run(model, example)`` by more than ``tolerance`` (:func:`relative_difference`). ``run(network, x)`` is the
     forward pass whose output must not change (e.g. up to a feature layer); an error in it propagates."""
-    pairs = conv_batchnorm_pairs(model, run, example)
+    pairs, expected = conv_batchnorm_pairs(model, run, example)
     if not pairs:
         return None
     try:
@@ -122,7 +122,7 @@ def fold_batchnorm(
         _fold_pair(conv, bn)
         _set_child(folded, bn_name, replacement)
     with torch.inference_mode():
-        expected, got = run(model, example), run(folded, example)
+        got = run(folded, example)
     if relative_difference(got, expected) > tolerance:
         return None
     return folded, len(pairs)

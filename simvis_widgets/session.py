@@ -376,8 +376,8 @@ class ModelSession:
 
     def variant(self, **changes: Any) -> ModelSession:
         """A session on the same network object (no copy, no reload) with some options changed, e.g.
-        ``session.variant(pooling="max")`` or ``variant(size=224, head=W)``; the :data:`RUNTIME_OPTIONS`
-        (``device``, ``amp``, ``cache_size``, ``channels_last``) may change too. The feature cache is not shared;
+        ``session.variant(pooling="max")`` or ``variant(size=224, head=W)``; the :data:`RUNTIME_OPTIONS` may change
+        too. The feature cache is not shared;
         the weights are hashed anew."""
         runtime = {k: changes.pop(k) for k in RUNTIME_OPTIONS if k in changes}
         if "name" not in changes and ("pooling" in changes or "p" in changes):
