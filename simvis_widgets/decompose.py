@@ -351,22 +351,29 @@ class _Projected:
     summed: Tensor  # (..., D): g = sum_i q[i]
 
 
+def _head_of_pooled(pooled: Tensor, head: LinearHead) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(g, e, 1/sigma)`` of pooled vectors ``f``: ``g = W n(f)``, ``e = g + c``; ``n`` is the head's layer norm
+    (identity without one, and then ``1/sigma`` is None)."""
+    inv_sigma = None
+    if head.layer_norm_eps is not None:
+        inv_sigma = torch.rsqrt(pooled.var(dim=-1, unbiased=False, keepdim=True) + head.layer_norm_eps)
+        pooled = (pooled - pooled.mean(dim=-1, keepdim=True)) * inv_sigma
+    summed = pooled @ head.weight.to(pooled).T
+    embedding = summed if head.bias is None else summed + head.bias.to(pooled)
+    return summed, embedding, inv_sigma
+
+
 def _project(locs: Tensor, pooling: str, p: float, head: LinearHead | None) -> _Projected:
     shares = pooling_shares(locs, pooling, p)
     pooled = pool(locs, pooling, p)
     if head is None:
         return _Projected(shares, pooled, shares.sum(dim=-2))
-    if head.layer_norm_eps is not None:
+    _, embedding, inv_sigma = _head_of_pooled(pooled, head)
+    if inv_sigma is not None:
         # n(f) = (f - mu) / sigma with mu = mean_k f = sum_i mean_k r[i]: centre every share on its own
         # channel mean, divide all by the image's sigma -- the shares still sum to n(f).
-        inv_sigma = torch.rsqrt(pooled.var(dim=-1, unbiased=False, keepdim=True) + head.layer_norm_eps)
         shares = (shares - shares.mean(dim=-1, keepdim=True)) * inv_sigma.unsqueeze(-2)
-        pooled = (pooled - pooled.mean(dim=-1, keepdim=True)) * inv_sigma
-    weight = head.weight.to(locs)
-    projected = shares @ weight.T
-    embedding = pooled @ weight.T
-    if head.bias is not None:
-        embedding = embedding + head.bias.to(locs)
+    projected = shares @ head.weight.to(locs).T
     return _Projected(projected, embedding, projected.sum(dim=-2))
 
 
@@ -778,14 +785,20 @@ def _decompose_many_as(dtype: torch.dtype, x: _PairInputs) -> ManyExplanation:
 
 def pooled_embeddings(feats: Tensor, pooling: str = "avg", p: float = 3.0, head: Any = None) -> tuple[Tensor, Tensor]:
     """For a batch ``(K, C, H, W)`` (or one ``(C, H, W)``) of local features: ``(g, e)`` with ``e = W f + c``
-    the embeddings (pooled the network's way, not normalised) and ``g = e - c`` (``e`` without a bias)."""
+    the embeddings (pooled the network's way, not normalised) and ``g = e - c`` (``e`` without a bias).
+
+    No pooling shares are formed (an embedding needs only the pooled vector), so this costs one pass over the
+    features: it is what sessions and galleries embed with."""
     pooling = check_pooling(pooling, p)
     head = LinearHead.coerce(head)
     if feats.dim() not in (3, 4):
         raise DecompositionError(f"feats must be (C, H, W) or (K, C, H, W); got shape {tuple(feats.shape)}")
     locs = feats.flatten(-2).transpose(-1, -2)
-    pr = _project(locs.to(_compute_dtype(locs)), pooling, p, head)
-    return pr.summed, pr.embedding
+    pooled = pool(locs.to(_compute_dtype(locs)), pooling, p)
+    if head is None:
+        return pooled, pooled
+    summed, embedding, _ = _head_of_pooled(pooled, head)
+    return summed, embedding
 
 
 def region_query(

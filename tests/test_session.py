@@ -245,6 +245,35 @@ def test_nan_features_are_reported(photos: dict) -> None:
         session.features(photos["coffee"])
 
 
+class _Huge(torch.nn.Module):
+    """Finite features near float32's largest value (their sum overflows to inf), with one inf where asked."""
+
+    def __init__(self, with_inf: bool) -> None:
+        super().__init__()
+        self.with_inf = with_inf
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.full_like(x, 3e38)
+        if self.with_inf:
+            out[..., 0, 0] = float("inf")
+        return out
+
+
+def test_finite_features_whose_sum_overflows_are_accepted_and_one_inf_is_not(photos: dict) -> None:
+    # the finite check sums first: an overflowing sum of finite values must fall through to the full check
+    for with_inf in (False, True):
+        net = TinyNet()
+        net.body.append(_Huge(with_inf))
+        session = sv.ModelSession(net, "body.4", size=64, device="cpu", channels_last=False)
+        prepared = session.prepare(photos["coffee"])
+        if with_inf:
+            with pytest.raises(sv.ModelError, match="NaN or infinite features"):
+                session.batch_features([prepared])
+        else:
+            feats = session.batch_features([prepared])
+            assert not torch.isfinite(feats.sum()) and bool(torch.isfinite(feats).all())
+
+
 def test_image_smaller_than_stride_at_native_size() -> None:
     session = sv.ModelSession(TinyNet(), "body.3", size=None, device="cpu")
     with pytest.raises(sv.ImageInputError, match=r"smaller than the network's stride \(4 px\)"):
