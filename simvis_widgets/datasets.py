@@ -21,17 +21,26 @@ flower              ``sklearn.datasets.load_sample_images()``: flower.jpg (a flo
 
 :func:`demo_views` turns each photo into a group of realistic views (crops, scale, flips, colour, small
 rotations and perspective), so retrieval has right answers; :func:`demo_gallery` embeds them.
+
+:func:`fashion_mnist` reads a real labelled data set, Fashion-MNIST (Xiao, Rasul, Vollgraf 2017: 70,000 28 x 28
+grey photos of clothing in 10 classes), from where it is installed: Debian's ``dataset-fashion-mnist`` package, or
+the files torchvision's ``FashionMNIST(root, download=True)`` fetches. Nothing is downloaded here.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import os
 import zlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ImageInputError
+from .errors import ImageInputError, SimvisError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .gallery import Gallery
@@ -176,3 +185,172 @@ def demo_gallery(
     views = demo_views(views_per_photo, seed, short_side)
     build.setdefault("progress", False)
     return Gallery.build(views.images, session, labels=views.groups, **build)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fashion-MNIST
+# --------------------------------------------------------------------------------------------------
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+FASHION_MNIST_ENV = "SIMVIS_FASHION_MNIST"
+"""An environment variable naming a folder that holds the Fashion-MNIST files (searched first)."""
+FASHION_MNIST_SYSTEM_DIRS = ("/usr/share/datasets/fashion-mnist",)
+"""Where Debian's ``dataset-fashion-mnist`` installs the files."""
+_FASHION_MNIST_FILES = {
+    # split: (images file, labels file, count)
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000),
+}
+_FASHION_MNIST_SHA256 = {
+    # SHA-256 of the uncompressed files as Debian's dataset-fashion-mnist (0.0~git20200523) ships them; a copy from
+    # torchvision's download was not compared (no network where this was written)
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+
+
+class DatasetError(SimvisError, FileNotFoundError):
+    """A data set that is not installed where it was looked for, or whose files are damaged or not the release
+    they claim to be. The message says where it looked and how to get it."""
+
+
+@dataclass(frozen=True, eq=False)
+class LabelledImages:
+    """Images with integer labels: ``images`` ``(n, H, W)`` uint8 (grey) or ``(n, H, W, 3)``, ``labels`` ``(n,)``
+    int64 indices into ``classes``. Both arrays are read-only."""
+
+    images: np.ndarray = field(repr=False)
+    labels: np.ndarray = field(repr=False)
+    classes: tuple[str, ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.labels):
+            raise DatasetError(f"{len(self.images)} images but {len(self.labels)} labels")
+        for name in ("images", "labels"):
+            view = getattr(self, name).view()
+            view.setflags(write=False)
+            object.__setattr__(self, name, view)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        return f"LabelledImages({len(self)} images {self.images.shape[1:]}, {len(self.classes)} classes, {self.source})"
+
+    def subset(
+        self, classes: Sequence[int] | None = None, per_class: int | None = None, seed: int = 0
+    ) -> LabelledImages:
+        """The images of ``classes`` (all by default), at most ``per_class`` of each drawn at random with ``seed``
+        (all of them by default), in their original order; labels keep their class indices."""
+        wanted = range(len(self.classes)) if classes is None else list(classes)
+        for c in wanted:
+            if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or not 0 <= c < len(self.classes):
+                raise DatasetError(f"class {c!r} is not one of 0..{len(self.classes) - 1}")
+        if per_class is not None and (not isinstance(per_class, (int, np.integer)) or per_class < 1):
+            raise DatasetError(f"per_class must be an integer >= 1, got {per_class!r}")
+        rng = np.random.default_rng(seed)
+        keep: list[np.ndarray] = []
+        for c in wanted:
+            members = np.flatnonzero(self.labels == c)
+            if per_class is not None and len(members) > per_class:
+                members = np.sort(rng.choice(members, per_class, replace=False))
+            keep.append(members)
+        rows = np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+        return LabelledImages(self.images[rows], self.labels[rows], self.classes, self.source)
+
+    def rgb(self, index: int, size: int | None = None) -> np.ndarray:
+        """Image ``index`` as ``H x W x 3`` uint8 (grey repeated), resized to ``size x size`` (bicubic) if given."""
+        img = self.images[index]
+        if size is not None and img.shape[:2] != (size, size):
+            from PIL import Image
+
+            img = np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BICUBIC))
+        return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else np.array(img)
+
+
+def _fashion_mnist_dirs(root: str | os.PathLike[str] | None) -> list[Path]:
+    """The folders to search, in order: ``root`` alone when given (and its torchvision layout
+    ``FashionMNIST/raw``); else the environment variable, Debian's folder, torchvision's layout under ``./data``."""
+    if root is not None:
+        bases = [Path(root)]
+    else:
+        bases = [Path(p) for p in (os.environ.get(FASHION_MNIST_ENV), *FASHION_MNIST_SYSTEM_DIRS) if p]
+        bases.append(Path("data"))
+    found: list[Path] = []
+    for base in bases:
+        found += [base, base / "FashionMNIST" / "raw"]
+    return found
+
+
+def _read_idx(folder: Path, name: str) -> bytes | None:
+    """The uncompressed bytes of ``name`` in ``folder`` (``name`` or ``name.gz``), None where neither exists.
+    A damaged gzip (bad CRC, cut short) is a :class:`DatasetError`."""
+    for path, opener in ((folder / name, open), (folder / f"{name}.gz", gzip.open)):
+        if path.is_file():
+            try:
+                with opener(path, "rb") as f:
+                    return bytes(f.read())
+            except (OSError, EOFError, zlib.error) as err:
+                raise DatasetError(f"{path} is damaged ({err}); reinstall it") from None
+    return None
+
+
+def _check_idx(data: bytes, name: str, where: Path, kind: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Parse an IDX file (big-endian header: magic ``0x0000 08 <ndim>``, then the sizes) of uint8 values and
+    check it is the release's: its header and its SHA-256."""
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != _FASHION_MNIST_SHA256[name]:
+        raise DatasetError(
+            f"{where / name} is not the Fashion-MNIST release (SHA-256 {digest[:16]}..., expected "
+            f"{_FASHION_MNIST_SHA256[name][:16]}...): damaged, or another data set's file"
+        )
+    ndim = len(shape)
+    header = 4 + 4 * ndim
+    magic = int.from_bytes(data[:4], "big")
+    sizes = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
+    if magic != 0x0800 + kind or sizes != shape or len(data) != header + int(np.prod(shape)):
+        raise DatasetError(f"{where / name} has an unexpected layout (magic {magic:#x}, sizes {sizes})")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+
+
+def fashion_mnist(split: str = "train", root: str | os.PathLike[str] | None = None) -> LabelledImages:
+    """Fashion-MNIST's ``split`` (``"train"``: 60,000 images, ``"test"``: 10,000) as :class:`LabelledImages`
+    (``28 x 28`` grey uint8, labels 0-9 in :data:`FASHION_MNIST_CLASSES` order), read from the first folder of
+    :func:`_fashion_mnist_dirs` that has both files (``.gz`` or uncompressed). Every file is checked against the
+    release's SHA-256. Not found: a :class:`DatasetError` naming the folders searched and how to install it."""
+    if split not in _FASHION_MNIST_FILES:
+        raise DatasetError(f"split must be one of {', '.join(_FASHION_MNIST_FILES)}, got {split!r}")
+    images_name, labels_name, count = _FASHION_MNIST_FILES[split]
+    searched = _fashion_mnist_dirs(root)
+    for folder in searched:
+        raw_images = _read_idx(folder, images_name)
+        if raw_images is None:
+            continue
+        raw_labels = _read_idx(folder, labels_name)
+        if raw_labels is None:
+            raise DatasetError(f"{folder} has {images_name} but not {labels_name} (.gz): an incomplete copy")
+        images = _check_idx(raw_images, images_name, folder, 3, (count, 28, 28))
+        labels = _check_idx(raw_labels, labels_name, folder, 1, (count,)).astype(np.int64)
+        if int(labels.max()) >= len(FASHION_MNIST_CLASSES):
+            raise DatasetError(f"{folder / labels_name} has label {int(labels.max())}; Fashion-MNIST has 0-9")
+        return LabelledImages(images, labels, FASHION_MNIST_CLASSES, str(folder))
+    raise DatasetError(
+        f"Fashion-MNIST ({split}) was not found; looked in: {', '.join(str(p) for p in searched)}. "
+        "Install it with `apt-get install dataset-fashion-mnist` (Debian, Ubuntu), or where there is internet with "
+        "`torchvision.datasets.FashionMNIST('data', download=True)` (then it is found under ./data, or pass "
+        f"root=... or set {FASHION_MNIST_ENV})."
+    )
