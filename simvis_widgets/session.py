@@ -43,6 +43,7 @@ from .models import (
 )
 from .pair import ExplainedPair
 from .runtime import release_memory, tune_allocator
+from .triplet import ExplainedTriplet
 
 RUNTIME_OPTIONS = ("device", "amp", "cache_size", "channels_last", "fold_batchnorm")
 """Session settings that decide where and how fast features are computed, not what they are (kept by
@@ -629,6 +630,12 @@ class ModelSession:
         """The exact decomposition of this network's similarity of ``img_a`` and ``img_b``, with the images."""
         enc_a, enc_b = self.encode_many([img_a, img_b])
         return self.explain_encoded(enc_a, enc_b)
+
+    def explain_triplet(self, anchor: ImageLike, positive: ImageLike, negative: ImageLike) -> ExplainedTriplet:
+        """The pairs (anchor, positive) and (anchor, negative) explained from one forward pass of each image: where
+        on the anchor the network prefers the positive (see :class:`~simvis_widgets.triplet.ExplainedTriplet`)."""
+        enc_a, enc_p, enc_n = self.encode_many([anchor, positive, negative])
+        return ExplainedTriplet(self.explain_encoded(enc_a, enc_p), self.explain_encoded(enc_a, enc_n))
 
     def explain_encoded(
         self,
