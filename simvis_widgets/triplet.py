@@ -12,13 +12,16 @@ more like the negative. Immutable, like the pairs it holds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from .errors import DecompositionError
 from .pair import ExplainedPair
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +70,12 @@ class ExplainedTriplet:
     def region_margin(self, mask: Any) -> float:
         """The region's part of the margin: ``sum_i w_i D_i``."""
         return self.positive.region_score("a", mask) - self.negative.region_score("a", mask)
+
+    def figure(self, **kwargs: Any) -> Figure:
+        """The anchor with ``D``, P and N with their pair maps: :func:`simvis_widgets.render.triplet_figure`."""
+        from .render import triplet_figure
+
+        return triplet_figure(self, **kwargs)
 
     def __repr__(self) -> str:
         return (

@@ -71,3 +71,18 @@ def test_session_triplet_on_photos(photos: dict) -> None:
     assert t.margin > 0  # two views of one scene beat a coffee cup
     assert float(t.difference_map.sum()) == pytest.approx(t.margin, abs=1e-5)
     assert "margin=" in repr(t) and "exact" in repr(t)
+
+
+def test_triplet_figure_draws_the_difference_and_both_maps_on_one_scale() -> None:
+    from simvis_widgets.render import upsample
+
+    t = _triplet(3)
+    fig = t.figure(title="T")
+    anchor, positive, negative = fig.axes[:3]
+    limit = max(float(m.abs().max()) for m in (t.difference_map, t.positive.map_b, t.negative.map_b))
+    for ax, values in ((anchor, t.difference_map), (positive, t.positive.map_b), (negative, t.negative.map_b)):
+        heat = ax.images[1]
+        assert heat.norm.vmin == pytest.approx(-limit) and heat.norm.vmax == pytest.approx(limit)
+        np.testing.assert_allclose(heat.get_array(), upsample(values, heat.get_array().shape), atol=1e-6)
+    assert fig._suptitle.get_text() == f"T\nmargin s(A,P) - s(A,N) = {t.margin:+.4f}"
+    assert f"s(A,N) = {t.negative.score:.4f}" in negative.get_xlabel()
