@@ -21,15 +21,18 @@ from .errors import (
     ModelError,
     PairExplorerError,
     SimvisError,
+    TextInputError,
     WeightsUnavailableError,
     WidgetError,
 )
 from .gallery import Gallery, Hit
+from .gallery.text import TextGallery, TextHit
 from .images import load_image
 from .models import available_models
 from .pair import ExplainedPair
 from .session import Encoded, ModelSession, SessionOptions, snapshots
-from .widgets import CompareExplorer, Explorer, PairExplorer, RetrievalExplorer
+from .text import ExplainedText, TextSession
+from .widgets import CompareExplorer, Explorer, PairExplorer, RetrievalExplorer, TextExplorer
 
 __version__ = "0.1.0"
 
@@ -40,6 +43,7 @@ __all__ = [
     "DecompositionError",
     "Encoded",
     "ExplainedPair",
+    "ExplainedText",
     "Explanation",
     "Explorer",
     "Gallery",
@@ -57,6 +61,11 @@ __all__ = [
     "RetrievalExplorer",
     "SessionOptions",
     "SimvisError",
+    "TextExplorer",
+    "TextGallery",
+    "TextHit",
+    "TextInputError",
+    "TextSession",
     "WeightsUnavailableError",
     "WidgetError",
     "available_models",

@@ -21,6 +21,11 @@ class ImageInputError(SimvisError, ValueError):
     """An input that cannot be used as an image; the message names the input and the problem."""
 
 
+class TextInputError(SimvisError, ValueError):
+    """A passage that cannot be explained: not a str, empty or blank, or longer than the model takes (without
+    ``truncate=True``); the message names the input, its length and the limit."""
+
+
 class LimitError(SimvisError, ValueError):
     """A request above a documented resource limit (pixels of a network input or a figure)."""
 
@@ -58,6 +63,7 @@ __all__ = [
     "ModelError",
     "PairExplorerError",
     "SimvisError",
+    "TextInputError",
     "WeightsUnavailableError",
     "WidgetError",
 ]

@@ -25,7 +25,7 @@ from .errors import LinearisationError
 
 
 @contextlib.contextmanager
-def _frozen_statistics(norms: list[nn.LayerNorm]) -> Iterator[None]:
+def frozen_statistics(norms: list[nn.LayerNorm]) -> Iterator[None]:
     """LayerNorms whose per-token mean and std are constants for differentiation (values unchanged)."""
     originals = [norm.forward for norm in norms]
 
@@ -98,7 +98,7 @@ class CLSLinearisation:
         try:
             if attention is not None and fused is not None:
                 attention.fused_attn = False  # plain matmul + softmax: forward-mode AD supports it everywhere
-            with _frozen_statistics(self.norms), torch.enable_grad():
+            with frozen_statistics(self.norms), torch.enable_grad():
                 return vmap(lambda t: jvp(self.embedding, (tokens,), (t,))[1], chunk_size=chunk_size)(tangents).detach()
         finally:
             if attention is not None and fused is not None:

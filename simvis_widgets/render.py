@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .decompose import Explanation
     from .pair import ExplainedPair
+    from .triplet import ExplainedTriplet
 
 MAX_FIGURE_PIXELS = 50_000_000
 """The most pixels a saved figure may have (figure inches x dpi, squared), in every format. Rendering the
@@ -47,6 +48,12 @@ def _figure_class() -> type:
             return buffer.getvalue()
 
     return NotebookFigure
+
+
+def new_figure(**kwargs: Any) -> Figure:
+    """A matplotlib Figure (``kwargs`` as for ``Figure``) that notebooks show as a PNG; no pyplot state."""
+    fig: Figure = _figure_class()(**kwargs)
+    return fig
 
 
 def upsample(cell_map: Any, size: tuple[int, int]) -> np.ndarray:
@@ -131,7 +138,9 @@ def _as_pair(ex: Explanation) -> ExplainedPair:
     return ex if isinstance(ex, ExplainedPair) else ExplainedPair.of(ex)
 
 
-def _score_line(ex: Explanation) -> str:
+def score_line(ex: Explanation) -> str:
+    """The headline of a figure: ``score (cosine, avg pooling) = 0.1234``, the global term when there is one and
+    ``APPROXIMATE (linearisation)`` when the decomposition is not exact."""
     kind = "cosine" if ex.normalized else "dot product"
     pooling = f"GeM p={ex.p:g}" if ex.pooling == "gem" else f"{ex.pooling} pooling"
     return (
@@ -147,7 +156,7 @@ def explanation_figure(ex: Explanation, **kwargs: Any) -> Figure:
     captions = {
         s: f"image {s.upper()}: sum of its map = {float(m.sum()):+.4f}" for s, m in (("a", ex.map_a), ("b", ex.map_b))
     }
-    return _pair_figure(ex, {"a": ex.map_a, "b": ex.map_b}, captions, _score_line(ex), **kwargs)
+    return _pair_figure(ex, {"a": ex.map_a, "b": ex.map_b}, captions, score_line(ex), **kwargs)
 
 
 def point_figure(ex: Explanation, side: str, row: int, col: int, **kwargs: Any) -> Figure:
@@ -160,7 +169,7 @@ def point_figure(ex: Explanation, side: str, row: int, col: int, **kwargs: Any) 
         side: f"image {side.upper()}: cell ({row}, {col}) carries {float(own[row, col]):+.4f} of the score",
         other: f"image {other.upper()}: that cell's contributions, sum = {float(values.sum()):+.4f}",
     }
-    return _pair_figure(ex, {other: values}, captions, _score_line(ex), cell=(side, row, col), **kwargs)
+    return _pair_figure(ex, {other: values}, captions, score_line(ex), cell=(side, row, col), **kwargs)
 
 
 def region_figure(ex: Explanation, side: str, mask: Any, **kwargs: Any) -> Figure:
@@ -175,7 +184,7 @@ def region_figure(ex: Explanation, side: str, mask: Any, **kwargs: Any) -> Figur
         else "",
         other: f"image {other.upper()}: where the region is matched, sum = {float(values.sum()):+.4f}",
     }
-    return _pair_figure(ex, {other: values}, captions, _score_line(ex), mask=(side, mask), **kwargs)
+    return _pair_figure(ex, {other: values}, captions, score_line(ex), mask=(side, mask), **kwargs)
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: float = 120) -> Path:
@@ -249,4 +258,51 @@ def hits_figure(
         ).set_label("where the query region is matched")
     if title:
         fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def triplet_figure(
+    triplet: ExplainedTriplet,
+    *,
+    cmap: str = DEFAULT_CMAP,
+    alpha: float = 0.6,
+    width: float = 13.0,
+    title: str | None = None,
+) -> Figure:
+    """Anchor, positive, negative: on the anchor the difference map ``D = S_A(A, P) - S_A(A, N)`` (red: where the
+    anchor prefers P, blue: where it looks more like N), on P and N their maps from the two pairs; ONE diverging
+    scale centred on 0 for all three, the two scores and the margin in the title."""
+    from matplotlib.colors import Normalize
+
+    pos, neg = _as_pair(triplet.positive), _as_pair(triplet.negative)
+    panels = [
+        (
+            pos.image_a,
+            pos.grid_a,
+            triplet.difference_map,
+            f"anchor: D = S(A,P) - S(A,N), sum {float(triplet.difference_map.sum()):+.4f}",
+        ),
+        (pos.image_b, pos.grid_b, pos.map_b, f"positive: s(A,P) = {pos.score:.4f}"),
+        (neg.image_b, neg.grid_b, neg.map_b, f"negative: s(A,N) = {neg.score:.4f}"),
+    ]
+    vmax = shared_limit(*[m for _, _, m, _ in panels])
+    norm = Normalize(-vmax, vmax)
+    images = [_panel_image(image, grid) for image, grid, _, _ in panels]
+    aspect = max(img.shape[0] / img.shape[1] for img in images)
+    fig = _figure_class()(figsize=(width, width / 3 * aspect + 1.4), layout="constrained")
+    axes = fig.subplots(1, 3)
+    heat = None
+    for ax, image, (_, _, values, caption) in zip(axes, images, panels):
+        ax.imshow(image)
+        heat = ax.imshow(upsample(values, image.shape[:2]), cmap=cmap, norm=norm, alpha=alpha)
+        ax.set_xlabel(caption, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(
+        heat, ax=list(axes), orientation="horizontal", fraction=0.05, shrink=0.5, ticks=[-vmax, 0, vmax], format="%.2g"
+    ).set_label("contribution (anchor: to the margin; P, N: to their pair's similarity)")
+    kind = "" if pos.exact else "  APPROXIMATE (linearisation)"
+    fig.suptitle(
+        f"{title or (pos.model_name or 'triplet')}\nmargin s(A,P) - s(A,N) = {triplet.margin:+.4f}{kind}", fontsize=11
+    )
     return fig

@@ -14,12 +14,14 @@ from simvis_widgets.widgets.compare_explorer import CompareExplorer
 from simvis_widgets.widgets.encoding import STATIC
 from simvis_widgets.widgets.explorer import Explorer
 from simvis_widgets.widgets.pair_explorer import PairExplorer
+from simvis_widgets.widgets.text_explorer import TextExplorer
 
 REPO = Path(__file__).resolve().parents[1]
 WIDGETS = {
     "pair_explorer": PairExplorer,
     "compare_explorer": CompareExplorer,
     "explorer": Explorer,
+    "text_explorer": TextExplorer,
 }
 
 

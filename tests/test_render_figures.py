@@ -73,18 +73,18 @@ def test_figures_show_themselves_as_png_in_notebooks() -> None:
 
 def test_score_line() -> None:
     ex = _pair()
-    assert render._score_line(ex) == f"score (cosine, avg pooling) = {ex.score:.4f}"
+    assert render.score_line(ex) == f"score (cosine, avg pooling) = {ex.score:.4f}"
     gem = _pair(normalize=False, pooling="gem")
-    assert render._score_line(gem) == f"score (dot product, GeM p=3) = {gem.score:.4f}"
+    assert render.score_line(gem) == f"score (dot product, GeM p=3) = {gem.score:.4f}"
     g = torch.Generator().manual_seed(1)
     biased = _pair(head=(torch.randn(4, 6, generator=g), torch.randn(4, generator=g)))
     assert biased.global_term != 0
-    assert render._score_line(biased) == (
+    assert render.score_line(biased) == (
         f"score (cosine, avg pooling) = {biased.score:.4f}   global (bias) term = {biased.global_term:+.4f}"
     )
     q = torch.rand(12, 5, generator=g)
     approx = from_contributions(q, q[:10], q.sum(0), q[:10].sum(0), (3, 4), (2, 5), exact=False)
-    line = render._score_line(approx)
+    line = render.score_line(approx)
     assert line.startswith(f"score (cosine, linearised pooling) = {approx.score:.4f}")
     assert line.endswith("   APPROXIMATE (linearisation)")
 
@@ -112,7 +112,7 @@ def test_explanation_figure_in_full() -> None:
         assert list(ax.get_xticks()) == [] and list(ax.get_yticks()) == [] and not ax.patches
     assert a.get_xlabel() == f"image A: sum of its map = {float(ex.map_a.sum()):+.4f}"
     assert b.get_xlabel() == f"image B: sum of its map = {float(ex.map_b.sum()):+.4f}"
-    assert fig._suptitle.get_text() == f"tiny-net\n{render._score_line(ex)}" and fig._suptitle.get_fontsize() == 11
+    assert fig._suptitle.get_text() == f"tiny-net\n{render.score_line(ex)}" and fig._suptitle.get_fontsize() == 11
     bar = fig.axes[2]
     assert bar.get_xlabel() == "contribution to the similarity (per feature cell; red adds, blue subtracts)"
     assert list(bar.get_xticks()) == pytest.approx([-v, -v / 2, 0, v / 2, v])
@@ -162,7 +162,7 @@ def test_point_figure_marks_the_cell_and_maps_its_row(side: str) -> None:
     assert axes[other].get_xlabel() == (
         f"image {other.upper()}: that cell's contributions, sum = {float(values.sum()):+.4f}"
     )
-    assert fig._suptitle.get_text() == f"tiny-net\n{render._score_line(ex)}"
+    assert fig._suptitle.get_text() == f"tiny-net\n{render.score_line(ex)}"
 
 
 def test_region_figure_outlines_the_region_and_maps_it() -> None:
@@ -327,7 +327,7 @@ def test_point_and_region_figures_take_the_figure_options() -> None:
         render.region_figure(ex, "b", np.ones(ex.grid_b), cmap="viridis", title="T", width=7.0),
     ):
         assert fig.get_size_inches()[0] == pytest.approx(7.0)
-        assert fig._suptitle.get_text() == f"T\n{render._score_line(ex)}"
+        assert fig._suptitle.get_text() == f"T\n{render.score_line(ex)}"
         assert [_heat(ax).cmap.name for ax in fig.axes[:2] if _heat(ax) is not None] == ["viridis"]
 
 

@@ -356,7 +356,7 @@ def test_cuda_session_matches_cpu(photos: dict) -> None:
 def test_cls_vit_approximate_mode(photos: dict) -> None:
     """A CLS-token ViT: first-order contributions (LayerNorm statistics held fixed), labelled APPROXIMATE;
     the score is still the network's and map sums + global term equal it."""
-    from simvis_widgets.linearise import _frozen_statistics
+    from simvis_widgets.linearise import frozen_statistics
 
     torch.manual_seed(6)
     session = sv.ModelSession.from_pretrained(
@@ -376,7 +376,7 @@ def test_cls_vit_approximate_mode(photos: dict) -> None:
     # Oracle: the full Jacobian of the embedding w.r.t. the tokens (same frozen statistics), contracted with them.
     lin = session._linear
     tokens = session.encode(a).features.clone()
-    with _frozen_statistics(lin.norms):
+    with frozen_statistics(lin.norms):
         lin.last.attn.fused_attn = False
         jac = torch.autograd.functional.jacobian(lin.embedding, tokens)  # (D, N, C)
         lin.last.attn.fused_attn = True

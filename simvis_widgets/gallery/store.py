@@ -19,9 +19,12 @@ cannot read (a truncated or rewritten file, a damaged manifest) is a :class:`Gal
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -57,6 +60,21 @@ class StoredRow:
     features: np.ndarray | None = None
     """``(C, h, w)`` float16, or None when features are recomputed."""
     error: str | None = None
+
+
+def dataset_uri(path: str | os.PathLike[str]) -> str:
+    """A gallery path as Lance takes it: a URI as given, a local path made absolute; an empty path is an error."""
+    text = os.fspath(path)
+    if not text:
+        raise GalleryError("the gallery path is empty")
+    return text if "://" in text else os.path.abspath(text)
+
+
+def temporary_uri() -> str:
+    """A new dataset path in a temporary folder that is deleted when the process exits."""
+    folder = tempfile.mkdtemp(prefix="simvis-gallery-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return os.path.join(folder, "gallery.lance")
 
 
 def _lance() -> Any:

@@ -6,5 +6,6 @@ from .compare_explorer import CompareExplorer
 from .explorer import Explorer
 from .pair_explorer import PairExplorer
 from .retrieval_explorer import RetrievalExplorer
+from .text_explorer import TextExplorer
 
-__all__ = ["CompareExplorer", "Explorer", "PairExplorer", "PairExplorerError", "RetrievalExplorer"]
+__all__ = ["CompareExplorer", "Explorer", "PairExplorer", "PairExplorerError", "RetrievalExplorer", "TextExplorer"]

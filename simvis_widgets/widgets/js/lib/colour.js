@@ -28,3 +28,9 @@ export function drawCellMap(ctx, small, values, vmax, lut) {
   ctx.imageSmoothingQuality = "low";
   ctx.drawImage(small, 0, 0, ctx.canvas.width, ctx.canvas.height);
 }
+
+/** The table colour of `value` on the scale [-vmax, vmax] as [r, g, b] (the same entry colourCells writes). */
+export function lutColour(value, vmax, lut) {
+  const t = 3 * lutIndex(value, vmax);
+  return [lut[t], lut[t + 1], lut[t + 2]];
+}
