@@ -445,7 +445,6 @@ class TextSession:
         state = self.model.state_dict()
         return digest(*(name.encode() + b"\0" + tensor_bytes(t) for name, t in state.items()))
 
-    @property
     def fingerprint(self) -> dict[str, Any]:
         """What must match for two sessions to give the same embeddings (JSON-ready; galleries store it): the
         model's name, its weights digest, the pooling, the head, the comparison and the longest passage."""

@@ -233,7 +233,7 @@ def test_packaged_model_is_extracted_atomically_and_verified(tmp_path: Path, mon
 
 
 def test_fingerprint_names_weights_pooling_and_length(mini: sv.TextSession) -> None:
-    fp = mini.fingerprint
+    fp = mini.fingerprint()
     located = locate_text_model("all-MiniLM-L6-v2")
     file_sha = hashlib.sha256((located.path / "model.safetensors").read_bytes()).hexdigest()
     from simvis_widgets._io import digest
@@ -242,7 +242,7 @@ def test_fingerprint_names_weights_pooling_and_length(mini: sv.TextSession) -> N
     assert fp["model"] == "all-MiniLM-L6-v2" and fp["pooling"] == "avg" and fp["normalize"] is True
     assert fp["max_tokens"] == 256 and fp["approximate"] is False
     shorter = sv.TextSession(mini.model, "all-MiniLM-L6-v2", max_tokens=128, weights_digest=fp["weights"])
-    assert shorter.fingerprint["max_tokens"] == 128 and shorter.fingerprint != fp
+    assert shorter.fingerprint()["max_tokens"] == 128 and shorter.fingerprint() != fp
 
 
 # ---- other sentence-transformers pipelines, built tiny (random weights, no download) ----------------------
@@ -286,7 +286,7 @@ def test_cls_pooling_is_refused_then_approximate(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="pools its CLS token.*allow_cls=True"):
         sv.TextSession.from_pretrained(str(folder), device="cpu")
     s = sv.TextSession.from_pretrained(str(folder), device="cpu", allow_cls=True)
-    assert s.approximate and "APPROXIMATE" in repr(s) and s.fingerprint["approximate"] is True
+    assert s.approximate and "APPROXIMATE" in repr(s) and s.fingerprint()["approximate"] is True
     a, b = "the cat sat on the mat", "dog running quickly"
     ex = s.explain(a, b)
     assert not ex.exact and "APPROXIMATE" in repr(ex)
@@ -343,7 +343,7 @@ def test_inexact_pipelines_are_refused_naming_why(
 @pytest.mark.gpu
 def test_cuda_session_matches_the_library_and_the_cpu(mini: sv.TextSession) -> None:
     gpu = sv.TextSession.from_pretrained("all-MiniLM-L6-v2", device="cuda")
-    assert gpu.fingerprint == mini.fingerprint  # the digest is of the files, not of the device's tensors
+    assert gpu.fingerprint() == mini.fingerprint()  # the digest is of the files, not of the device's tensors
     ex = gpu.explain(A, B)
     ref = gpu.model.encode([A, B], convert_to_tensor=True)
     assert ex.map_a.device.type == "cuda"

@@ -96,7 +96,7 @@ class TextGallery:
     def open(cls, path: str | os.PathLike[str], session: TextSession) -> TextGallery:
         """The text gallery at ``path`` for ``session``; refused, naming the fields that differ, if it was built
         under another session fingerprint (another model, other weights, another maximum length)."""
-        return cls(session, GalleryStore.open(dataset_uri(path), session.fingerprint))
+        return cls(session, GalleryStore.open(dataset_uri(path), session.fingerprint()))
 
     @classmethod
     def build(
@@ -131,7 +131,7 @@ class TextGallery:
         if isinstance(commit_every, bool) or not isinstance(commit_every, int) or commit_every < 1:
             raise GalleryError(f"commit_every must be a positive integer, got {commit_every!r}")
         uri = dataset_uri(path) if path is not None else temporary_uri()
-        writer = GalleryWriter(uri, session.fingerprint, session.channels, "recompute")
+        writer = GalleryWriter(uri, session.fingerprint(), session.channels, "recompute")
         known: dict[str, str | None] = {}
         if writer.existing is not None:
             for table in writer.existing.facts(("key", "label")):
