@@ -54,6 +54,18 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device (None: :func:`default_device`); :class:`ModelError` for a name torch does not
+    know or a CUDA device on a machine without one."""
+    try:
+        out = torch.device(device) if device is not None else default_device()
+    except (RuntimeError, TypeError) as err:
+        raise ModelError(f"device {device!r} is not a torch device ({err})") from None
+    if out.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} was asked for but this machine has no usable CUDA GPU")
+    return out
+
+
 def _triple(values: Sequence[float], name: str, positive: bool) -> tuple[float, float, float]:
     try:
         out = tuple(float(v) for v in values)
@@ -235,12 +247,7 @@ class ModelSession:
             if opts.head is not None:
                 raise ModelError("approximate=True explains the model's own head (forward_head); pass no head")
             opts = opts.replace(layer=self._linear.layer)
-        try:
-            self.device = torch.device(device) if device is not None else default_device()
-        except (RuntimeError, TypeError) as err:
-            raise ModelError(f"device {device!r} is not a torch device ({err})") from None
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ModelError(f"device {device!r} was asked for but this machine has no usable CUDA GPU")
+        self.device = resolve_device(device)
         self.amp = bool(amp)
         if not isinstance(cache_size, numbers.Integral) or isinstance(cache_size, bool) or cache_size < 0:
             raise ModelError(f"cache_size must be an integer >= 0, got {cache_size!r}")

