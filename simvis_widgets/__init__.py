@@ -32,7 +32,7 @@ from .models import available_models
 from .pair import ExplainedPair
 from .session import Encoded, ModelSession, SessionOptions, snapshots
 from .text import ExplainedText, TextSession
-from .widgets import CompareExplorer, Explorer, PairExplorer, RetrievalExplorer, TextExplorer
+from .widgets import CompareExplorer, Explorer, PairExplorer, RetrievalExplorer, TextExplorer, TripletExplorer
 
 __version__ = "0.1.0"
 
@@ -66,6 +66,7 @@ __all__ = [
     "TextHit",
     "TextInputError",
     "TextSession",
+    "TripletExplorer",
     "WeightsUnavailableError",
     "WidgetError",
     "available_models",

@@ -15,6 +15,7 @@ from simvis_widgets.widgets.encoding import STATIC
 from simvis_widgets.widgets.explorer import Explorer
 from simvis_widgets.widgets.pair_explorer import PairExplorer
 from simvis_widgets.widgets.text_explorer import TextExplorer
+from simvis_widgets.widgets.triplet_explorer import TripletExplorer
 
 REPO = Path(__file__).resolve().parents[1]
 WIDGETS = {
@@ -22,6 +23,7 @@ WIDGETS = {
     "compare_explorer": CompareExplorer,
     "explorer": Explorer,
     "text_explorer": TextExplorer,
+    "triplet_explorer": TripletExplorer,
 }
 
 

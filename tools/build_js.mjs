@@ -6,7 +6,7 @@
 import * as esbuild from "esbuild";
 import { fileURLToPath } from "node:url";
 
-export const WIDGETS = ["pair_explorer", "compare_explorer", "explorer", "text_explorer"];
+export const WIDGETS = ["pair_explorer", "compare_explorer", "explorer", "text_explorer", "triplet_explorer"];
 const root = fileURLToPath(new URL("..", import.meta.url));
 const args = process.argv.slice(2);
 const watch = args.includes("--watch");

@@ -414,6 +414,40 @@ class Gallery:
             hits.append(Hit(i, entry.source, float(score), region, entry.label))
         return hits
 
+    def hard_negatives(self, query: ImageLike, label: Any, k: int = 10) -> list[Hit]:
+        """The gallery images of another label that outrank ``query``'s weakest positive, best first (at most ``k``).
+
+        With ``s(q, g)`` the whole-image score of :meth:`search`, the positives are the gallery images labelled
+        ``label`` and the rest are negatives, both without the query itself (every gallery image with its pixels).
+        The weakest positive scores ``s_min = min over positives of s(q, p)``; the hard negatives are the negatives
+        ``n`` with ``s(q, n) > s_min`` (strictly: a tie does not outrank), in descending score order. Each is a
+        :class:`Hit` as :meth:`search` returns it. Exact with the default index; with an approximate one
+        (:meth:`use_index`) the ranking is the index's. An unknown ``label``, or a label no image but the query
+        carries, raises :class:`GalleryError`."""
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise GalleryError(f"k must be a positive integer, got {k!r}")
+        labels = self.labels
+        if not any(lab == label for lab in labels):
+            shown = sorted({repr(lab) for lab in labels})
+            raise GalleryError(
+                f"label {label!r} is not in the gallery (its labels: {', '.join(shown[:10])}"
+                f"{', ...' if len(shown) > 10 else ''})"
+            )
+        enc = self.session.encode(query)
+        itself = set(self.rows_with_pixels(enc.hash))
+        positives = sum(1 for i, lab in enumerate(labels) if lab == label and i not in itself)
+        if positives == 0:
+            raise GalleryError(f"no positives: the only gallery images labelled {label!r} are the query itself")
+        total = len(self) - len(itself)
+        want = min(total, positives + k)
+        while True:  # rank deeper until the weakest positive is in the ranking
+            hits = self.search_features(enc.features, None, want, exclude=enc.hash)
+            if sum(1 for h in hits if h.label == label) == positives or want >= total:
+                break
+            want = min(total, 2 * want)
+        weakest = min(h.score for h in hits if h.label == label)
+        return [h for h in hits if h.label != label and h.score > weakest][:k]
+
     def explain(self, query: ImageLike, index: int) -> ExplainedPair:
         """The full decomposition of ``query`` against gallery image ``index`` (from its stored features)."""
         self._check_index(index)

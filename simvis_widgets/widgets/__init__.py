@@ -7,5 +7,14 @@ from .explorer import Explorer
 from .pair_explorer import PairExplorer
 from .retrieval_explorer import RetrievalExplorer
 from .text_explorer import TextExplorer
+from .triplet_explorer import TripletExplorer
 
-__all__ = ["CompareExplorer", "Explorer", "PairExplorer", "PairExplorerError", "RetrievalExplorer", "TextExplorer"]
+__all__ = [
+    "CompareExplorer",
+    "Explorer",
+    "PairExplorer",
+    "PairExplorerError",
+    "RetrievalExplorer",
+    "TextExplorer",
+    "TripletExplorer",
+]
