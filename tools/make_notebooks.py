@@ -664,6 +664,22 @@ def training_study() -> nbformat.NotebookNode:
             "assert abs(float(triplet.difference_map.sum()) + triplet.global_difference - triplet.margin) < 1e-5\n"
             "triplet.figure(title='fine-tuned, last epoch')"
         ),
+        new_markdown_cell(
+            "Live: hover a cell of the anchor and the positive and the negative show where it is matched, with its "
+            "part of the margin; paint a region for the region's part."
+        ),
+        new_code_cell("sv.TripletExplorer.from_triplet(triplet)"),
+        new_markdown_cell(
+            "## Hard negatives\n"
+            "In a small gallery of held-out images, the images of another class that the network ranks above the "
+            "weakest image of the anchor's own class: where its notion of similarity and the labels disagree."
+        ),
+        new_code_cell(
+            "few = test.subset(config.heldout_classes, 12, seed=2)\n"
+            "gallery = sv.Gallery.build([few.rgb(i) for i in range(len(few))], final, labels=few.labels.tolist(), progress=False)\n"
+            "hard = gallery.hard_negatives(anchor, 6, k=5)   # 6: shirt\n"
+            "[(sv.datasets.FASHION_MNIST_CLASSES[h.label], round(h.score, 4)) for h in hard]"
+        ),
     ]
     return _notebook(cells)
 
