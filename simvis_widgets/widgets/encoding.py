@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import traitlets as t
 from PIL import Image
 
 from ..decompose import Explanation
@@ -127,3 +128,42 @@ def _normalised_bytes(tensor: Any, dtype: Any) -> tuple[bytes, float]:
     m = float(np.abs(values).max()) if values.size else 0.0
     m = m if m > 0 else 1.0
     return np.ascontiguousarray((values / m).astype(dtype)).tobytes(), m
+
+
+class ContributionTraits(t.HasTraits):
+    """The synced traits that carry one explained pair's contributions to the browser (decoded there by
+    ``js/lib/contributions.js``), shared by the pair widgets and the TextExplorer; :meth:`send_contributions` fills
+    them from an Explanation. ``pooling`` is the label the readout shows."""
+
+    grid_a = t.List(t.Int(), [1, 1]).tag(sync=True)
+    grid_b = t.List(t.Int(), [1, 1]).tag(sync=True)
+    matrix_kind = t.Unicode("pairwise").tag(sync=True)
+    matrix_dtype = t.Unicode("float32").tag(sync=True)
+    pairwise = t.Bytes(b"").tag(sync=True)
+    shares_a = t.Bytes(b"").tag(sync=True)
+    shares_b = t.Bytes(b"").tag(sync=True)
+    factor_dim = t.Int(0).tag(sync=True)
+    matrix_scale = t.Float(1.0).tag(sync=True)
+    """P = matrix_scale * decoded pairwise bytes."""
+    scale = t.Float(1.0).tag(sync=True)
+    """P = scale * Q_A Q_B^T for decoded factors."""
+    map_a = t.Bytes(b"").tag(sync=True)
+    map_b = t.Bytes(b"").tag(sync=True)
+    score = t.Float(0.0).tag(sync=True)
+    global_term = t.Float(0.0).tag(sync=True)
+    similarity = t.Unicode("cosine").tag(sync=True)
+    pooling = t.Unicode("avg pooling").tag(sync=True)
+    model_name = t.Unicode("").tag(sync=True)
+    exact = t.Bool(True).tag(sync=True)
+    lut = t.Bytes(b"").tag(sync=True)
+
+    def send_contributions(self, ex: Explanation, pooling: str, model_name: str) -> None:
+        """Set every trait above but ``lut`` from ``ex`` (:func:`matrix_payload` and the readout's numbers)."""
+        self.grid_a, self.grid_b = list(ex.grid_a), list(ex.grid_b)
+        for name, value in matrix_payload(ex).items():
+            setattr(self, name, value)
+        self.score, self.global_term = float(ex.score), float(ex.global_term)
+        self.similarity = "cosine" if ex.normalized else "dot product"
+        self.pooling = pooling
+        self.model_name = model_name
+        self.exact = ex.exact

@@ -18,12 +18,12 @@ from PIL import Image
 from ..decompose import Explanation
 from ..errors import PairExplorerError
 from ..pair import ExplainedPair
-from .encoding import MASK_SERIALIZERS, colormap_lut, matrix_payload, png_bytes
+from .encoding import MASK_SERIALIZERS, ContributionTraits, colormap_lut, png_bytes
 
 MODES = ("overview", "hover", "paint")
 
 
-class PairWidget(anywidget.AnyWidget):
+class PairWidget(anywidget.AnyWidget, ContributionTraits):
     """Two images A and B with the pairwise contributions of one :class:`ExplainedPair` (see ``_show``).
 
     Traits: ``mode`` (``overview`` | ``hover`` | ``paint``), ``hover_a`` / ``hover_b`` (``[row, col]`` or
@@ -42,27 +42,6 @@ class PairWidget(anywidget.AnyWidget):
     image_b = t.Bytes(b"").tag(sync=True)
     size_a = t.List(t.Int(), [1, 1]).tag(sync=True)
     size_b = t.List(t.Int(), [1, 1]).tag(sync=True)
-    grid_a = t.List(t.Int(), [1, 1]).tag(sync=True)
-    grid_b = t.List(t.Int(), [1, 1]).tag(sync=True)
-    matrix_kind = t.Unicode("pairwise").tag(sync=True)
-    matrix_dtype = t.Unicode("float32").tag(sync=True)
-    pairwise = t.Bytes(b"").tag(sync=True)
-    shares_a = t.Bytes(b"").tag(sync=True)
-    shares_b = t.Bytes(b"").tag(sync=True)
-    factor_dim = t.Int(0).tag(sync=True)
-    matrix_scale = t.Float(1.0).tag(sync=True)
-    """P = matrix_scale * decoded pairwise bytes."""
-    scale = t.Float(1.0).tag(sync=True)
-    """P = scale * Q_A Q_B^T for decoded factors."""
-    map_a = t.Bytes(b"").tag(sync=True)
-    map_b = t.Bytes(b"").tag(sync=True)
-    score = t.Float(0.0).tag(sync=True)
-    global_term = t.Float(0.0).tag(sync=True)
-    similarity = t.Unicode("cosine").tag(sync=True)
-    pooling = t.Unicode("avg").tag(sync=True)
-    model_name = t.Unicode("").tag(sync=True)
-    exact = t.Bool(True).tag(sync=True)
-    lut = t.Bytes(b"").tag(sync=True)
 
     # --- interaction state (both ways) ---
     mode = t.Enum(MODES, "overview").tag(sync=True)
@@ -149,14 +128,8 @@ class PairWidget(anywidget.AnyWidget):
             self.explanation = ex
             self.image_a, self.image_b = png_bytes(ex.image_a), png_bytes(ex.image_b)
             self.size_a, self.size_b = list(ex.image_a.shape[:2]), list(ex.image_b.shape[:2])
-            self.grid_a, self.grid_b = list(ex.grid_a), list(ex.grid_b)
-            for name, value in matrix_payload(ex).items():
-                setattr(self, name, value)
-            self.score, self.global_term = float(ex.score), float(ex.global_term)
-            self.similarity = "cosine" if ex.normalized else "dot product"
-            self.pooling = f"GeM p={ex.p:g}" if ex.pooling == "gem" else f"{ex.pooling} pooling"
-            self.model_name = ex.model_name or "features"
-            self.exact = ex.exact
+            pooling = f"GeM p={ex.p:g}" if ex.pooling == "gem" else f"{ex.pooling} pooling"
+            self.send_contributions(ex, pooling, ex.model_name or "features")
             self.mask_b, self.hover_b = None, []
             if not keep_a:
                 self.mask_a, self.hover_a = None, []

@@ -25,12 +25,12 @@ import traitlets as t
 
 from ..errors import WidgetError
 from ..text import ExplainedText, TextSession
-from .encoding import STATIC, colormap_lut, matrix_payload
+from .encoding import STATIC, ContributionTraits, colormap_lut
 
 SIDES = ("a", "b")
 
 
-class TextExplorer(anywidget.AnyWidget):
+class TextExplorer(anywidget.AnyWidget, ContributionTraits):
     """``TextExplorer(session, text_a, text_b, *, words=False, gallery=None, k=8)`` or
     ``TextExplorer.from_explanation(explained)``: passages A (left) and B (right), every token shaded by its share
     of the score on one signed colour scale (red adds, blue takes away, 0 white); special tokens are shown (they
@@ -64,25 +64,6 @@ class TextExplorer(anywidget.AnyWidget):
     offsets_b = t.List(t.List(t.Int()), []).tag(sync=True)
     special_a = t.List(t.Bool(), []).tag(sync=True)
     special_b = t.List(t.Bool(), []).tag(sync=True)
-    grid_a = t.List(t.Int(), [1, 1]).tag(sync=True)
-    grid_b = t.List(t.Int(), [1, 1]).tag(sync=True)
-    matrix_kind = t.Unicode("pairwise").tag(sync=True)
-    matrix_dtype = t.Unicode("float32").tag(sync=True)
-    pairwise = t.Bytes(b"").tag(sync=True)
-    shares_a = t.Bytes(b"").tag(sync=True)
-    shares_b = t.Bytes(b"").tag(sync=True)
-    factor_dim = t.Int(0).tag(sync=True)
-    matrix_scale = t.Float(1.0).tag(sync=True)
-    scale = t.Float(1.0).tag(sync=True)
-    map_a = t.Bytes(b"").tag(sync=True)
-    map_b = t.Bytes(b"").tag(sync=True)
-    score = t.Float(0.0).tag(sync=True)
-    global_term = t.Float(0.0).tag(sync=True)
-    similarity = t.Unicode("cosine").tag(sync=True)
-    pooling = t.Unicode("mean pooling").tag(sync=True)
-    model_name = t.Unicode("").tag(sync=True)
-    exact = t.Bool(True).tag(sync=True)
-    lut = t.Bytes(b"").tag(sync=True)
     words_locked = t.Bool(False).tag(sync=True)
     """True when the token-level explanation is unknown (made from a word-level one): ``words`` cannot change."""
 
@@ -276,14 +257,8 @@ class TextExplorer(anywidget.AnyWidget):
         self.offsets_a = [[int(s), int(e)] for s, e in ex.offsets_a]
         self.offsets_b = [[int(s), int(e)] for s, e in ex.offsets_b]
         self.special_a, self.special_b = [bool(v) for v in ex.special_a], [bool(v) for v in ex.special_b]
-        self.grid_a, self.grid_b = list(ex.grid_a), list(ex.grid_b)
-        for name, value in matrix_payload(ex).items():
-            setattr(self, name, value)
-        self.score, self.global_term = float(ex.score), float(ex.global_term)
-        self.similarity = "cosine" if ex.normalized else "dot product"
-        self.pooling = "mean pooling" if ex.pooling == "avg" else f"{ex.pooling} pooling"
-        self.model_name = ex.model_name or "text model"
-        self.exact = ex.exact
+        pooling = "mean pooling" if ex.pooling == "avg" else f"{ex.pooling} pooling"
+        self.send_contributions(ex, pooling, ex.model_name or "text model")
         self.span_a = self.span_b = None
         self.hover_a = self.hover_b = -1
         self._text_version += 1
