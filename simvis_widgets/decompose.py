@@ -505,7 +505,7 @@ class Explanation:
         ``row`` and ``col`` must be integers (numpy integers too) inside the grid: :class:`CellIndexError`
         otherwise, never a silent truncation of ``2.7`` to ``2``."""
         s, mine, other, grid, other_grid = self._side(side)
-        r, c = _cell_index(row, "row"), _cell_index(col, "col")
+        r, c = as_index(row, "cell row"), as_index(col, "cell col")
         h, w = grid
         if not (0 <= r < h and 0 <= c < w):
             raise CellIndexError(f"cell ({r}, {c}) is outside image {s.upper()}'s {h}x{w} grid")
@@ -550,14 +550,15 @@ class Explanation:
         return f"{type(self).__name__}({self.describe()})"
 
 
-def _cell_index(value: Any, name: str) -> int:
-    """``value`` as a Python int if it is an integer (bool excluded), else :class:`CellIndexError`."""
+def as_index(value: Any, name: str) -> int:
+    """``value`` as a Python int if it is an integer (numpy integers too; bool excluded), else
+    :class:`CellIndexError` naming ``name``: never a silent truncation of ``2.7`` to ``2``."""
     if isinstance(value, bool):
-        raise CellIndexError(f"cell {name} must be an integer, got {value!r}")
+        raise CellIndexError(f"{name} must be an integer, got {value!r}")
     try:
         return operator.index(value)
     except TypeError:
-        raise CellIndexError(f"cell {name} must be an integer, got {value!r} ({type(value).__name__})") from None
+        raise CellIndexError(f"{name} must be an integer, got {value!r} ({type(value).__name__})") from None
 
 
 def decompose(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import operator
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ._io import digest, tensor_bytes
-from .decompose import Explanation, LinearHead, Side, decompose, from_contributions, region_query
+from .decompose import Explanation, LinearHead, Side, as_index, decompose, from_contributions, region_query
 from .errors import CellIndexError, DecompositionError, ModelError, TextInputError
 from .runtime import release_memory, tune_allocator
 from .session import resolve_device
@@ -121,7 +120,7 @@ class ExplainedText(Explanation):
 
         ``start`` / ``stop`` are integers with ``0 <= start < stop <= N``: :class:`CellIndexError` otherwise."""
         s, n = self._count(side)
-        lo, hi = _index(start, "start"), _index(stop, "stop")
+        lo, hi = as_index(start, "start"), as_index(stop, "stop")
         if not 0 <= lo < hi <= n:
             raise CellIndexError(
                 f"token span [{lo}, {hi}) is not inside passage {s.upper()}'s {n} tokens (need 0 <= start < stop <= {n})"
@@ -148,7 +147,7 @@ class ExplainedText(Explanation):
         text, offsets, special = (
             (self.text_a, self.offsets_a, self.special_a) if s == "a" else (self.text_b, self.offsets_b, self.special_b)
         )
-        lo, hi = _index(char_start, "char_start"), _index(char_stop, "char_stop")
+        lo, hi = as_index(char_start, "char_start"), as_index(char_stop, "char_stop")
         if not 0 <= lo < hi <= len(text):
             raise CellIndexError(
                 f"character range [{lo}, {hi}) is not inside passage {s.upper()} ({len(text)} characters)"
@@ -213,16 +212,6 @@ class ExplainedText(Explanation):
             + (f", TRUNCATED {' and '.join(cut)}" if cut else "")
             + (f", model={self.model_name!r}" if self.model_name else "")
         )
-
-
-def _index(value: Any, name: str) -> int:
-    """``value`` as an int if it is an integer (bool excluded), else :class:`CellIndexError`."""
-    if isinstance(value, bool):
-        raise CellIndexError(f"{name} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise CellIndexError(f"{name} must be an integer, got {value!r} ({type(value).__name__})") from None
 
 
 def _group_words(
