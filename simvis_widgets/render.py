@@ -306,3 +306,94 @@ def triplet_figure(
         f"{title or (pos.model_name or 'triplet')}\nmargin s(A,P) - s(A,N) = {triplet.margin:+.4f}{kind}", fontsize=11
     )
     return fig
+
+
+def class_maps_figure(
+    class_maps: Any,
+    backgrounds: dict[Any, np.ndarray] | None = None,
+    *,
+    names: dict[Any, str] | None = None,
+    columns: int = 5,
+    cmap: str = DEFAULT_CMAP,
+    alpha: float = 0.7,
+    width: float = 12.0,
+    title: str | None = None,
+) -> Figure:
+    """A grid of :class:`~simvis_widgets.gallery.audit.ClassMaps`: each label's mean within-class map (image
+    coordinates), all on ONE diverging scale centred on 0, over an optional background per label (e.g. the class's
+    mean image); the label (or ``names[label]``), its member count and mean within-class score under each."""
+    from matplotlib.colors import Normalize
+
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise LimitError(f"columns must be a positive integer, got {columns!r}")
+    count = len(class_maps.labels)
+    cols = min(columns, count)
+    rows = math.ceil(count / cols)
+    h, w = class_maps.size
+    fig = _figure_class()(figsize=(width, width / cols * rows * h / w + 1.2), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    vmax = shared_limit(class_maps.maps)
+    norm = Normalize(-vmax, vmax)
+    heat = None
+    for ax, label, values, members, score in zip(
+        axes, class_maps.labels, class_maps.maps, class_maps.members, class_maps.mean_scores
+    ):
+        if backgrounds is not None and label in backgrounds:
+            ax.imshow(backgrounds[label], extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+            heat = ax.imshow(values.numpy(), cmap=cmap, norm=norm, alpha=alpha)
+        else:
+            heat = ax.imshow(values.numpy(), cmap=cmap, norm=norm)
+        shown = (names or {}).get(label, str(label))
+        ax.set_xlabel(f"{shown}\n{len(members)} images, mean score {score:.3f}", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[count:]:
+        ax.set_axis_off()
+    fig.colorbar(
+        heat, ax=list(axes), orientation="horizontal", fraction=0.04, shrink=0.5, ticks=[-vmax, 0, vmax], format="%.2g"
+    ).set_label("mean contribution to within-class similarity (per pixel of the upsampled cell maps)")
+    fig.suptitle(title or "where within-class similarity lives", fontsize=11)
+    return fig
+
+
+def audit_figure(
+    finding: Any,
+    images: list[np.ndarray],
+    *,
+    captions: list[str] | None = None,
+    columns: int = 8,
+    width: float = 12.0,
+    title: str | None = None,
+) -> Figure:
+    """The images of an :class:`~simvis_widgets.gallery.audit.AuditFinding` (``images``: those images, in the
+    order of ``finding.images``, or fewer) with the finding's region outlined on each."""
+    from matplotlib.patches import Rectangle
+
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise LimitError(f"columns must be a positive integer, got {columns!r}")
+    if not images:
+        raise LimitError("audit_figure needs at least one image")
+    count = len(images)
+    cols = min(columns, count)
+    rows = math.ceil(count / cols)
+    fig = _figure_class()(figsize=(width, width / cols * rows + 0.9), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for n, (ax, image) in enumerate(zip(axes, images)):
+        ax.imshow(image)
+        x0, y0, x1, y1 = finding.pixel_box(image.shape[:2])
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="lime", lw=2))
+        caption = captions[n] if captions is not None and n < len(captions) else f"#{finding.images[n]}"
+        ax.set_xlabel(caption, fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[count:]:
+        ax.set_axis_off()
+    fig.suptitle(
+        title
+        or f"{len(finding.images)} images ({finding.share:.0%}) linked by one region, same-place match "
+        f"{finding.peak:.1f}x the best match elsewhere",
+        fontsize=11,
+    )
+    return fig

@@ -30,6 +30,7 @@ from ..errors import GalleryError
 from ..images import ImageInputError, ImageLike, load_image
 from ..pair import ExplainedPair
 from ..session import ModelSession
+from .audit import AuditFinding, ClassMaps, audit_gallery, gallery_class_maps
 from .engines import FLOAT16_MAX, BuildItem, CommitPolicy, memory_key, run_local
 from .index import ArrayKeys, Int8Index, SearchIndex, exact_scores
 from .keys import search_key_query
@@ -455,6 +456,17 @@ class Gallery:
         with contextlib.suppress(GalleryError, ImageInputError, FileNotFoundError):
             image = self.session.resize(self.image(index))
         return self.session.explain_encoded(self.session.encode(query), features_b=self.features(index), image_b=image)
+
+    def class_maps(self, size: tuple[int, int] | None = None, labels: Sequence[Any] | None = None) -> ClassMaps:
+        """Where within-class similarity lives, per label: :func:`.audit.class_maps` (a :class:`.audit.ClassMaps`;
+        draw it with :func:`simvis_widgets.render.class_maps_figure`)."""
+        return gallery_class_maps(self, size=size, labels=labels)
+
+    def audit(self, k: int = 10, **options: Any) -> tuple[AuditFinding, ...]:
+        """Small regions (a watermark, a logo, a border, text) whose same-place matches make many images each other's
+        neighbours: :func:`.audit.audit` (a tuple of :class:`.audit.AuditFinding`, empty when none; draw one with
+        :func:`simvis_widgets.render.audit_figure`)."""
+        return audit_gallery(self, k, **options)
 
     def _check_index(self, index: Any) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= int(index) < len(self):
