@@ -612,7 +612,7 @@ def training_study() -> nbformat.NotebookNode:
             "import simvis_widgets as sv\n"
             "from simvis_widgets.training_study import StudyConfig, run_study\n\n"
             "train, test = sv.datasets.fashion_mnist('train'), sv.datasets.fashion_mnist('test')\n"
-            "config = StudyConfig(epochs=2, train_per_class=100, eval_per_class=40, pairs=10)\n"
+            "config = StudyConfig(epochs=2, train_per_class=80, eval_per_class=30, pairs=8)\n"
             "folder = tempfile.mkdtemp(prefix='simvis-study-')\n"
             "result = run_study(config, train, test, folder)"
         ),
@@ -679,6 +679,32 @@ def training_study() -> nbformat.NotebookNode:
             "gallery = sv.Gallery.build([few.rgb(i) for i in range(len(few))], final, labels=few.labels.tolist(), progress=False)\n"
             "hard = gallery.hard_negatives(anchor, 6, k=5)   # 6: shirt\n"
             "[(sv.datasets.FASHION_MNIST_CLASSES[h.label], round(h.score, 4)) for h in hard]"
+        ),
+        new_markdown_cell(
+            "## Dataset bias: where each class's similarity lives, and a shortcut audit\n"
+            "Class maps average the maps of every within-class pair (in image coordinates: Fashion-MNIST is "
+            "aligned). The audit looks for one small region that makes many images each other's neighbours, as a "
+            "watermark would: here the ImageNet network, 80 items, and a checkerboard stamped on a quarter of them."
+        ),
+        new_code_cell(
+            "data = test.subset(per_class=8, seed=1)\n"
+            "imgs = [data.rgb(i, size=112) for i in range(len(data))]\n"
+            "s224 = sv.ModelSession.from_pretrained('efficientnet_lite0', size=224)\n"
+            "g = sv.Gallery.build(imgs, s224, labels=[int(v) for v in data.labels], progress=False)\n"
+            "means = {c: np.repeat(data.images[data.labels == c].mean(0)[..., None], 3, 2).astype(np.uint8) for c in range(10)}\n"
+            "sv.render.class_maps_figure(g.class_maps(), means, names=dict(enumerate(data.classes)))"
+        ),
+        new_code_cell(
+            "def stamp(img, px=30):  # a red / white checkerboard 4 px from the bottom-right corner\n"
+            "    out = img.copy(); h, w = out.shape[:2]; yy, xx = np.mgrid[:px, :px]; q = px // 4\n"
+            "    out[h-px-4:h-4, w-px-4:w-4] = np.where(((yy//q + xx//q) % 2 == 0)[..., None], [255, 255, 255], [220, 0, 0])\n"
+            "    return out\n\n"
+            "chosen = set(np.random.default_rng(0).choice(len(imgs), len(imgs) // 4, replace=False).tolist())\n"
+            "stamped = sv.Gallery.build([stamp(im) if i in chosen else im for i, im in enumerate(imgs)], s224, progress=False)\n"
+            "print('clean gallery:', g.audit())\n"
+            "finding = stamped.audit()[0]\n"
+            "print(f'found {len(finding.images)} images, {len(set(finding.images) & chosen)} of the {len(chosen)} stamped; region {finding.box}')\n"
+            "sv.render.audit_figure(finding, [stamped.image(i) for i in finding.images[:16]])"
         ),
     ]
     return _notebook(cells)
