@@ -612,7 +612,7 @@ def training_study() -> nbformat.NotebookNode:
             "import simvis_widgets as sv\n"
             "from simvis_widgets.training_study import StudyConfig, run_study\n\n"
             "train, test = sv.datasets.fashion_mnist('train'), sv.datasets.fashion_mnist('test')\n"
-            "config = StudyConfig(epochs=2, train_per_class=80, eval_per_class=30, pairs=8)\n"
+            "config = StudyConfig(epochs=2, train_per_class=40, eval_per_class=20, pairs=6)\n"
             "folder = tempfile.mkdtemp(prefix='simvis-study-')\n"
             "result = run_study(config, train, test, folder)"
         ),
