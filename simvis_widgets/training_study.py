@@ -182,7 +182,7 @@ class StudyResult:
             ("object_share", "positive share on the item"),
             ("map_agreement", "agreement with previous epoch"),
         ]
-        fig = new_figure(figsize=(4 * len(measures), 3.4))
+        fig = new_figure(figsize=(4 * len(measures), 3.4), layout="constrained")
         axes = fig.subplots(1, len(measures))
         for ax, (name, title) in zip(axes, measures):
             for strategy in self.config.strategies:
@@ -196,8 +196,8 @@ class StudyResult:
                     ax.plot(xs, ys, style, marker="o", label=f"{strategy} {pooling}")
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("epoch")
+            ax.set_xticks(range(self.config.epochs + 1))
         axes[0].legend(fontsize=7)
-        fig.tight_layout()
         return fig
 
     def maps_figure(self, pair: int = 0) -> Figure:
@@ -208,7 +208,7 @@ class StudyResult:
         epochs = max(len(self.maps[k]) for k in keys)
         limit = shared_limit(*[m[pair] for k in keys for m in self.maps[k]])
         image = self.pair_images[pair][0]
-        fig = new_figure(figsize=(1.6 * (epochs + 1), 1.7 * len(keys)))
+        fig = new_figure(figsize=(1.6 * (epochs + 1), 1.7 * len(keys) + 0.6), layout="constrained")
         axes = np.atleast_2d(fig.subplots(len(keys), epochs + 1, squeeze=False))
         for row, key in enumerate(keys):
             axes[row, 0].imshow(image, cmap="gray")
@@ -218,13 +218,17 @@ class StudyResult:
                 if col < len(self.maps[key]):
                     ax.imshow(image, cmap="gray")
                     heat = upsample(self.maps[key][col][pair], image.shape[:2])
-                    ax.imshow(heat, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6)
+                    shown = ax.imshow(heat, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6)
+                else:
+                    ax.set_axis_off()  # an untrained strategy has epoch 0 only
                 if row == 0:
                     ax.set_title(f"epoch {col}", fontsize=8)
             for ax in axes[row]:
                 ax.set_xticks([])
                 ax.set_yticks([])
-        fig.tight_layout()
+        fig.colorbar(shown, ax=list(axes.flat), orientation="horizontal", fraction=0.02, shrink=0.5).set_label(
+            "contribution to the pair's similarity (one scale for every row)", fontsize=8
+        )
         return fig
 
 
