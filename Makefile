@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PORT ?= 8888
 
-.PHONY: demo lint test venv
+.PHONY: demo docs lint test venv
 
 venv:
 	@tools/venv.sh >/dev/null
@@ -14,6 +14,11 @@ demo:
 	@venv=$$(tools/venv.sh) && \
 	  "$$venv/bin/jupyter" lab --ServerApp.root_dir=notebooks --LabApp.default_url=/lab/tree/01_quickstart.ipynb \
 	    --ip=127.0.0.1 --port=$(PORT) $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(JUPYTER_ARGS)
+
+## Build the documentation site offline into site/ (then open site/index.html): executes the notebooks, writes each
+## explorer they show as its self-contained export next to the page, then mkdocs build --strict (tools/build_docs.py).
+docs:
+	@venv=$$(tools/venv.sh) && "$$venv/bin/python" tools/build_docs.py
 
 ## Lint and type-check: ruff (lint, including private members of other modules' objects, and format) and mypy;
 ## then the JavaScript: ESLint and Prettier (tooling from package-lock.json; npm ci only when it changed).

@@ -9,6 +9,10 @@ Any text may sit in the state (labels, model and file names) or the module: both
 ``\\u003e``, ``\\u0026`` (:func:`script_json`), so no ``</script`` can end the element early and no ``<!--`` /
 ``<script`` can send the HTML tokenizer into its script-data escape states (which swallow the rest of the page:
 Chromium then shows nothing). The module is read back with ``JSON.parse`` and imported byte for byte.
+
+Embedded in another page as an ``<iframe>`` (the documentation site does this), the page posts
+``{simvisHeight: px}`` to its parent whenever its body resizes (the top margin, the body and a 16 px bottom
+margin), so the parent can size the frame to the widget; standalone it posts nothing.
 """
 
 from __future__ import annotations
@@ -67,6 +71,13 @@ const module = await import(url);
 const widget = module.default;
 if (widget.initialize) await widget.initialize({{ model }});
 await widget.render({{ model, el: document.getElementById("simvis-root") }});
+if (window.parent !== window) {{
+  const post = () => {{
+    const simvisHeight = Math.ceil(document.body.getBoundingClientRect().bottom) + 16;
+    window.parent.postMessage({{ simvisHeight }}, "*");
+  }};
+  new ResizeObserver(post).observe(document.body);
+}}
 </script>
 </body>
 </html>

@@ -286,7 +286,7 @@ function onPointerMove(target, handler) {
     last = e.timeStamp;
     handler(e);
   };
-  if (typeof window !== "undefined" && "onpointerrawupdate" in window)
+  if (typeof window !== "undefined" && "onpointerrawupdate" in window && window.top === window)
     target.addEventListener("pointerrawupdate", once);
   target.addEventListener("pointermove", once);
 }

@@ -30,7 +30,9 @@ export function initRoot(root, kind) {
 /** Call `handler` for every pointer move on `target` as early as the browser can: Chromium's
  * "pointerrawupdate" arrives as soon as the input does, while "pointermove" waits for the next animation
  * frame (measured: ~5 ms p50 of pure queueing). Both are listened to (synthetic events and other browsers
- * only send "pointermove"); the later copy of a move already handled is skipped. */
+ * only send "pointermove"); the later copy of a move already handled is skipped. In a frame (the documentation
+ * site, VS Code and Colab outputs) only "pointermove" is used: Chromium gives a framed page's
+ * "pointerrawupdate" events the top page's coordinates, which would put hover and paint on the wrong cells. */
 export function onPointerMove(target, handler) {
   let last = -1;
   const once = (e) => {
@@ -38,7 +40,7 @@ export function onPointerMove(target, handler) {
     last = e.timeStamp;
     handler(e);
   };
-  if (typeof window !== "undefined" && "onpointerrawupdate" in window)
+  if (typeof window !== "undefined" && "onpointerrawupdate" in window && window.top === window)
     target.addEventListener("pointerrawupdate", once);
   target.addEventListener("pointermove", once);
 }
