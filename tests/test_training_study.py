@@ -109,7 +109,7 @@ def test_figures(study) -> None:  # type: ignore[no-untyped-def]
     curves = study.curves_figure()
     assert len(curves.axes) == 5 and len(curves.axes[0].lines) == 6
     maps = study.maps_figure(1)
-    assert len(maps.axes) == 6 * 3  # a row per strategy and pooling; the image, then epochs 0 and 1
+    assert len(maps.axes) == 6 * 3 + 1  # a row per strategy and pooling (the image, epochs 0 and 1), a colour bar
 
 
 def test_config_is_checked() -> None:
