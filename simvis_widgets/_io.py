@@ -50,12 +50,14 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
         raise
 
 
-def digest(*parts: bytes) -> str:
-    """SHA-256 hex digest of ``parts`` (each length-prefixed, so ``("ab", "c")`` and ``("a", "bc")`` differ)."""
+def digest(*parts: bytes | memoryview) -> str:
+    """SHA-256 hex digest of ``parts`` (each length-prefixed, so ``("ab", "c")`` and ``("a", "bc")`` differ); a
+    part may be any C-contiguous buffer, hashed as its bytes without a copy."""
     h = hashlib.sha256()
     for part in parts:
-        h.update(len(part).to_bytes(8, "little"))
-        h.update(part)
+        data = memoryview(part).cast("B")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
     return h.hexdigest()
 
 
@@ -77,4 +79,4 @@ def tensor_bytes(t: torch.Tensor) -> bytes:
 def image_hash(image: np.ndarray) -> str:
     """The content hash of a loaded image (its shape, dtype and pixels): equal hashes, equal images."""
     data = np.ascontiguousarray(image)
-    return digest(f"{data.shape}|{data.dtype}".encode(), data.tobytes())
+    return digest(f"{data.shape}|{data.dtype}".encode(), data.data)

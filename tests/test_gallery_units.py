@@ -705,6 +705,20 @@ def test_open_round_trip(session: sv.ModelSession, tmp_path: Path) -> None:
     assert str(err.value) == "gallery image 3 was image 3 of the build's list; images= has 2"
 
 
+def test_pixel_hash_is_the_stored_format() -> None:
+    """Rows are keyed by this hash: it must stay SHA-256 of the length-prefixed shape/dtype text and the
+    C-ordered pixels (a change would re-embed every stored gallery), for strided views too."""
+    import hashlib
+
+    from simvis_widgets._io import image_hash
+
+    image = np.arange(5 * 4 * 3, dtype=np.uint8).reshape(5, 4, 3)
+    for view in (image, image[:, ::-1], image[1:4]):
+        parts = (f"{view.shape}|{view.dtype}".encode(), np.ascontiguousarray(view).tobytes())
+        expected = hashlib.sha256(b"".join(len(p).to_bytes(8, "little") + p for p in parts)).hexdigest()
+        assert image_hash(view) == expected
+
+
 FACTS = ["key", "source", "in_memory", "label", "pixel_hash", "file_hash", "grid_h", "grid_w", "error"]
 
 

@@ -49,6 +49,25 @@ def test_random_init_does_not_classify(photos: dict) -> None:
     assert p < 0.2
 
 
+@pytest.mark.parametrize("shape", [(32, 48), (64, 32)])
+def test_to_input_is_torchvisions_normalisation(lite0: sv.ModelSession, shape: tuple[int, int]) -> None:
+    from torchvision.transforms.functional import normalize, to_tensor
+
+    session = lite0.variant(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))  # Lite0's own are all 0.5
+    rng = np.random.default_rng(shape[0])
+    images = [rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for _ in range(3)]
+    images[1][:] = 0  # the ends of the pixel scale
+    images[2][:, : shape[1] // 2] = 255
+    x = session.to_input(images)
+    assert x.shape == (3, 3, *shape)
+    mean, std = list(session.options.mean), list(session.options.std)
+    expected = torch.stack([normalize(to_tensor(im), mean, std) for im in images])
+    torch.testing.assert_close(x, expected, rtol=0, atol=1e-5)
+    # every channel normalised by its own constants (a swap of two channels' constants fails the above)
+    for c in range(3):
+        assert float(x[:, c].min()) == pytest.approx(-mean[c] / std[c], abs=1e-5)
+
+
 def test_avg_embedding_is_timms_pre_logits(lite0: sv.ModelSession, photos: dict) -> None:
     prepared = lite0.prepare(photos["coffee"])
     with torch.inference_mode():

@@ -95,9 +95,16 @@ def unreadable_row(loaded: Loaded) -> StoredRow | None:
 def embed_group(group: Sequence[Loaded], session: ModelSession, store_features: bool) -> list[StoredRow]:
     """Run one batch of same-size loaded items through the network: their rows."""
     feats = session.batch_features([it.prepared for it in group])  # type: ignore[misc]
-    # a value beyond float16's range becomes inf here (as does an inf); a NaN stays NaN and is refused below
-    half = feats.detach().to(torch.float16).cpu().numpy() if store_features else None
-    if half is not None and np.isinf(half).any():
+    # a value beyond float16's range becomes inf here (as does an inf); a NaN stays NaN and is refused below.
+    # Finite float16 values sum to at most 65504 x their count, finite in float32 for any feature map, so the
+    # element-wise check runs only where the sum (one pass, 3x faster) is not finite
+    half_t = feats.detach().to(torch.float16).cpu() if store_features else None
+    half = half_t.numpy() if half_t is not None else None
+    if (
+        half_t is not None
+        and not bool(torch.isfinite(half_t.sum(dtype=torch.float32)))
+        and bool(torch.isinf(half_t).any())
+    ):
         peak = float(feats.abs().max())
         raise GalleryError(
             f"{session.name} gives local features up to {peak:.3g} for {group[0].item.source!r}; the gallery "
