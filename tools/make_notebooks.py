@@ -603,8 +603,9 @@ def training_study() -> nbformat.NotebookNode:
             "trouser, pullover, dress, coat) and are judged on the five others (sandal, shirt, sneaker, bag, ankle "
             "boot), which they never saw.\n\n"
             "The full run is `python -m simvis_widgets.training_study --full` (a GPU is used where there is one); "
-            "here a subset and two epochs keep it to a few minutes on a laptop CPU, so read the numbers as a "
-            "demonstration of the measures, not as the study's result (the README has the larger run)."
+            "here a subset and two epochs keep the whole notebook to about a minute on two CPU cores (measured "
+            "49 s), so read the numbers as a demonstration of the measures, not as the study's result (the README "
+            "has the larger run)."
         ),
         new_code_cell(
             "import tempfile\n"
