@@ -36,6 +36,16 @@ CHROMIUM_ARGS = [
 ]
 
 
+def one_cell_notebook(source: str) -> dict[str, Any]:
+    """An nbformat 4 notebook (as JSON data) whose one code cell is ``source``, for a test to write and open."""
+    return {
+        "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": source}],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,7 +15,15 @@ import pytest
 
 import simvis_widgets as sv
 
-from jupyter_browser import chromium, jupyter_server, kernel_exec, open_and_run, open_widget, voila_server
+from jupyter_browser import (
+    chromium,
+    jupyter_server,
+    kernel_exec,
+    one_cell_notebook,
+    open_and_run,
+    open_widget,
+    voila_server,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -311,27 +319,14 @@ def test_retrieval_strip_follows_the_brush_and_opens_the_pair(server: Any, tmp_p
         assert _page_errors(page) == []
 
 
-COMPARE_NOTEBOOK = {
-    "cells": [
-        {
-            "cell_type": "code",
-            "metadata": {},
-            "outputs": [],
-            "execution_count": None,
-            "source": (
-                "import simvis_widgets as sv\n"
-                "session = sv.ModelSession.from_pretrained('efficientnet_lite0', size=224)\n"
-                "photos = sv.datasets.demo_images()\n"
-                "compare = sv.CompareExplorer([session, session.variant(pooling='max'), session.variant(pooling='gem')],\n"
-                "                             photos['motorcycle_left'], photos['motorcycle_right'])\n"
-                "compare"
-            ),
-        }
-    ],
-    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
+COMPARE_NOTEBOOK = one_cell_notebook(
+    "import simvis_widgets as sv\n"
+    "session = sv.ModelSession.from_pretrained('efficientnet_lite0', size=224)\n"
+    "photos = sv.datasets.demo_images()\n"
+    "compare = sv.CompareExplorer([session, session.variant(pooling='max'), session.variant(pooling='gem')],\n"
+    "                             photos['motorcycle_left'], photos['motorcycle_right'])\n"
+    "compare"
+)
 
 
 def test_compare_explorer_hover_drives_every_row(server: Any, tmp_path: Path) -> None:
@@ -482,22 +477,11 @@ EXPLORER_SETUP = (
     " photos=('motorcycle_left', 'chelsea', 'coffee', 'astronaut'))\n"
     "query = views.images[0]\n"
 )
-EXPLORER_NOTEBOOK = {
-    "cells": [
-        {
-            "cell_type": "code",
-            "metadata": {},
-            "outputs": [],
-            "execution_count": None,
-            "source": EXPLORER_SETUP
-            + "gallery = sv.Gallery.build(views.images, session, labels=views.groups, progress=False)\n"
-            + "explorer = sv.Explorer(session, query, gallery=gallery, k=6)\nexplorer",
-        }
-    ],
-    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
+EXPLORER_NOTEBOOK = one_cell_notebook(
+    EXPLORER_SETUP
+    + "gallery = sv.Gallery.build(views.images, session, labels=views.groups, progress=False)\n"
+    + "explorer = sv.Explorer(session, query, gallery=gallery, k=6)\nexplorer"
+)
 
 READ_EXPLORER = """() => {
   const view = document.querySelector('.simvis-explorer').__simvis;

@@ -16,7 +16,7 @@ import pytest
 import simvis_widgets as sv
 from simvis_widgets.text import TextSession
 
-from jupyter_browser import chromium, jupyter_server, kernel_exec, open_widget
+from jupyter_browser import chromium, jupyter_server, kernel_exec, one_cell_notebook, open_widget
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "docs" / "img" / "text_explorer.png"
@@ -71,15 +71,6 @@ READ_TOKENS = """([side]) => {
   const nodes = side.length === 1 ? view[side].tokens : [...document.querySelectorAll(`[data-testid^="tok-${side}-"]`)];
   return { rgb: nodes.map((n) => getComputedStyle(n).backgroundColor), lut: Array.from(view.lut) };
 }"""
-
-
-def _notebook(source: str) -> dict[str, Any]:
-    return {
-        "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": source}],
-        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
 
 
 def token_indices(page: Any, side: str) -> np.ndarray:
@@ -149,8 +140,8 @@ def reference() -> Any:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("notebooks")
-    (root / NOTEBOOK).write_text(json.dumps(_notebook(CELL)))
-    (root / GALLERY_NOTEBOOK).write_text(json.dumps(_notebook(GALLERY_CELL)))
+    (root / NOTEBOOK).write_text(json.dumps(one_cell_notebook(CELL)))
+    (root / GALLERY_NOTEBOOK).write_text(json.dumps(one_cell_notebook(GALLERY_CELL)))
     with jupyter_server(root, tmp_path_factory.mktemp("jupyter")) as srv:
         yield srv
 

@@ -15,7 +15,7 @@ import pytest
 import simvis_widgets as sv
 from simvis_widgets.triplet import ExplainedTriplet
 
-from jupyter_browser import chromium, jupyter_server, kernel_exec, open_widget
+from jupyter_browser import chromium, jupyter_server, kernel_exec, one_cell_notebook, open_widget
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "docs" / "img" / "triplet_explorer.png"
@@ -23,26 +23,13 @@ HARMLESS = ("ResizeObserver loop",)
 SELECTOR = ".simvis-triplet[data-ready]"
 IMAGES = ("motorcycle_left", "motorcycle_right", "chelsea")  # anchor, positive, negative
 
-NOTEBOOK = {
-    "cells": [
-        {
-            "cell_type": "code",
-            "metadata": {},
-            "outputs": [],
-            "execution_count": None,
-            "source": (
-                "import simvis_widgets as sv\n"
-                "session = sv.ModelSession.from_pretrained('efficientnet_lite0', size=224)\n"
-                "photos = sv.datasets.demo_images()\n"
-                f"triplet = sv.TripletExplorer(session, *(photos[k] for k in {IMAGES!r}))\n"
-                "triplet"
-            ),
-        }
-    ],
-    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
+NOTEBOOK = one_cell_notebook(
+    "import simvis_widgets as sv\n"
+    "session = sv.ModelSession.from_pretrained('efficientnet_lite0', size=224)\n"
+    "photos = sv.datasets.demo_images()\n"
+    f"triplet = sv.TripletExplorer(session, *(photos[k] for k in {IMAGES!r}))\n"
+    "triplet"
+)
 
 READ = """(side) => {
   const view = document.querySelector('.simvis-triplet').__simvis;
