@@ -133,7 +133,8 @@ def _normalised_bytes(tensor: Any, dtype: Any) -> tuple[bytes, float]:
 class ContributionTraits(t.HasTraits):
     """The synced traits that carry one explained pair's contributions to the browser (decoded there by
     ``js/lib/contributions.js``), shared by the pair widgets and the TextExplorer; :meth:`send_contributions` fills
-    them from an Explanation. ``pooling`` is the label the readout shows."""
+    them from an Explanation. ``pooling`` is the label the readout shows; ``cmap`` and its colour table ``lut`` colour
+    the maps."""
 
     grid_a = t.List(t.Int(), [1, 1]).tag(sync=True)
     grid_b = t.List(t.Int(), [1, 1]).tag(sync=True)
@@ -155,7 +156,23 @@ class ContributionTraits(t.HasTraits):
     pooling = t.Unicode("avg pooling").tag(sync=True)
     model_name = t.Unicode("").tag(sync=True)
     exact = t.Bool(True).tag(sync=True)
+    cmap = t.Unicode("RdBu_r").tag(sync=True)
+    """A matplotlib colormap name (checked when set)."""
     lut = t.Bytes(b"").tag(sync=True)
+    """``cmap``'s colour table (:func:`colormap_lut`), kept in step with it."""
+
+    @t.default("lut")
+    def _default_lut(self) -> bytes:
+        return colormap_lut(self.cmap)
+
+    @t.validate("cmap")
+    def _valid_cmap(self, proposal: t.Bunch) -> str:
+        colormap_lut(proposal["value"])
+        return str(proposal["value"])
+
+    @t.observe("cmap")
+    def _cmap_changed(self, change: t.Bunch) -> None:
+        self.lut = colormap_lut(change["new"])
 
     def send_contributions(self, ex: Explanation, pooling: str, model_name: str) -> None:
         """Set every trait above but ``lut`` from ``ex`` (:func:`matrix_payload` and the readout's numbers)."""

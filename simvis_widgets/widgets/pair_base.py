@@ -18,7 +18,7 @@ from PIL import Image
 from ..decompose import Explanation
 from ..errors import PairExplorerError
 from ..pair import ExplainedPair
-from .encoding import MASK_SERIALIZERS, ContributionTraits, colormap_lut, png_bytes
+from .encoding import MASK_SERIALIZERS, ContributionTraits, png_bytes
 
 MODES = ("overview", "hover", "paint")
 
@@ -50,7 +50,6 @@ class PairWidget(anywidget.AnyWidget, ContributionTraits):
     mask_a = t.Any(None, allow_none=True).tag(sync=True, **MASK_SERIALIZERS)
     mask_b = t.Any(None, allow_none=True).tag(sync=True, **MASK_SERIALIZERS)
     opacity = t.Float(0.6).tag(sync=True)
-    cmap = t.Unicode("RdBu_r").tag(sync=True)
     scale_mode = t.Enum(("shared", "per-view"), "shared").tag(sync=True)
     show_grid = t.Bool(False).tag(sync=True)
     brush = t.Int(24).tag(sync=True)
@@ -59,7 +58,6 @@ class PairWidget(anywidget.AnyWidget, ContributionTraits):
 
     def __init__(self, **traits: Any) -> None:
         super().__init__(**traits)
-        self.lut = colormap_lut(self.cmap)
         self.explanation: ExplainedPair | None = None
         self._originals: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -134,15 +132,6 @@ class PairWidget(anywidget.AnyWidget, ContributionTraits):
             if not keep_a:
                 self.mask_a, self.hover_a = None, []
             self._pair_version += 1
-
-    @t.validate("cmap")
-    def _valid_cmap(self, proposal: t.Bunch) -> str:
-        colormap_lut(proposal["value"])
-        return proposal["value"]
-
-    @t.observe("cmap")
-    def _cmap_changed(self, change: t.Bunch) -> None:
-        self.lut = colormap_lut(change["new"])
 
     @t.validate("opacity")
     def _valid_opacity(self, proposal: t.Bunch) -> float:

@@ -25,7 +25,7 @@ import traitlets as t
 
 from ..errors import WidgetError
 from ..text import ExplainedText, TextSession
-from .encoding import STATIC, ContributionTraits, colormap_lut
+from .encoding import STATIC, ContributionTraits
 
 SIDES = ("a", "b")
 
@@ -74,7 +74,6 @@ class TextExplorer(anywidget.AnyWidget, ContributionTraits):
     span_a = t.Any(None, allow_none=True).tag(sync=True)
     """``[start, stop)`` token (or word) indices of passage A, or None; validated by ``_valid_span``."""
     span_b = t.Any(None, allow_none=True).tag(sync=True)
-    cmap = t.Unicode("RdBu_r").tag(sync=True)
 
     # --- the gallery strip ---
     k = t.Int(8).tag(sync=True)
@@ -98,7 +97,6 @@ class TextExplorer(anywidget.AnyWidget, ContributionTraits):
         _check_k(k)
         self._busy = True  # no observer reacts while the constructor sets traits
         super().__init__(k=k, words=bool(words), **traits)
-        self.lut = colormap_lut(self.cmap)
         self.session, self.gallery = session, gallery
         self.explanation: ExplainedText | None = None
         self._token_level: ExplainedText | None = None
@@ -343,11 +341,6 @@ class TextExplorer(anywidget.AnyWidget, ContributionTraits):
             raise t.TraitError(f"hover_{side} must be -1 or a token index in [0, {n - 1}], got {value}")
         return value
 
-    @t.validate("cmap")
-    def _valid_cmap(self, proposal: t.Bunch) -> str:
-        colormap_lut(proposal["value"])
-        return str(proposal["value"])
-
     @t.validate("k")
     def _valid_k(self, proposal: t.Bunch) -> int:
         return _check_k(proposal["value"], t.TraitError)
@@ -370,10 +363,6 @@ class TextExplorer(anywidget.AnyWidget, ContributionTraits):
             given = " or -1 (text_b)" if getattr(self, "_text_b_given", None) is not None else ""
             raise t.TraitError(f"selected must be {allowed}{given}, got {value!r}")
         return int(value)
-
-    @t.observe("cmap")
-    def _cmap_changed(self, change: t.Bunch) -> None:
-        self.lut = colormap_lut(change["new"])
 
     @t.observe("words")
     def _words_changed(self, change: t.Bunch) -> None:
