@@ -88,6 +88,11 @@ def test_cmap_changes_the_colour_table(explorer: sv.PairExplorer) -> None:
     explorer.cmap = "viridis"
     assert explorer.lut != before and explorer.lut == encoding.colormap_lut("viridis")
     explorer.cmap = "RdBu_r"
+    assert explorer.lut == before == encoding.colormap_lut("RdBu_r")
+    given = sv.PairExplorer(explorer.session, explorer.explanation.image_a, explorer.explanation.image_b, cmap="magma")
+    assert given.get_state()["lut"] == encoding.colormap_lut("magma")  # the state the browser first receives
+    with pytest.raises(sv.PairExplorerError, match="unknown colormap"):
+        sv.PairExplorer(explorer.session, explorer.explanation.image_a, explorer.explanation.image_b, cmap="nope")
 
 
 def test_masks_sync_as_binary_and_accept_other_resolutions(explorer: sv.PairExplorer, photos: dict) -> None:
