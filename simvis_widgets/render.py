@@ -308,6 +308,26 @@ def triplet_figure(
     return fig
 
 
+def _panel_grid(count: int, columns: Any, width: float, aspect: float, extra_height: float) -> tuple[Figure, list[Any]]:
+    """A figure of ``count`` image panels in rows of at most ``columns`` (checked), each ``aspect`` (height / width)
+    as tall as wide plus ``extra_height`` inches for the titles: its first ``count`` axes, without ticks (the rest of
+    the grid is hidden)."""
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise LimitError(f"columns must be a positive integer, got {columns!r}")
+    if count < 1:
+        raise LimitError("nothing to draw: no panels")
+    cols = min(columns, count)
+    rows = math.ceil(count / cols)
+    fig = _figure_class()(figsize=(width, width / cols * rows * aspect + extra_height), layout="constrained")
+    axes = list(fig.subplots(rows, cols, squeeze=False).flatten())
+    for ax in axes[count:]:
+        ax.set_axis_off()
+    for ax in axes[:count]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig, axes[:count]
+
+
 def class_maps_figure(
     class_maps: Any,
     backgrounds: dict[Any, np.ndarray] | None = None,
@@ -324,17 +344,11 @@ def class_maps_figure(
     mean image); the label (or ``names[label]``), its member count and mean within-class score under each."""
     from matplotlib.colors import Normalize
 
-    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
-        raise LimitError(f"columns must be a positive integer, got {columns!r}")
-    count = len(class_maps.labels)
-    cols = min(columns, count)
-    rows = math.ceil(count / cols)
     h, w = class_maps.size
-    fig = _figure_class()(figsize=(width, width / cols * rows * h / w + 1.2), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    fig, axes = _panel_grid(len(class_maps.labels), columns, width, h / w, 1.2)
     vmax = shared_limit(class_maps.maps)
     norm = Normalize(-vmax, vmax)
-    heat = None
+    heat: Any = None  # the last panel's image: every panel shares its scale
     for ax, label, values, members, score in zip(
         axes, class_maps.labels, class_maps.maps, class_maps.members, class_maps.mean_scores
     ):
@@ -345,13 +359,8 @@ def class_maps_figure(
             heat = ax.imshow(values.numpy(), cmap=cmap, norm=norm)
         shown = (names or {}).get(label, str(label))
         ax.set_xlabel(f"{shown}\n{len(members)} images, mean score {score:.3f}", fontsize=9)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in axes[count:]:
-        ax.set_axis_off()
     fig.colorbar(
-        heat, ax=list(axes), orientation="horizontal", fraction=0.04, shrink=0.5, ticks=[-vmax, 0, vmax], format="%.2g"
+        heat, ax=axes, orientation="horizontal", fraction=0.04, shrink=0.5, ticks=[-vmax, 0, vmax], format="%.2g"
     ).set_label("mean contribution to within-class similarity (per pixel of the upsampled cell maps)")
     fig.suptitle(title or "where within-class similarity lives", fontsize=11)
     return fig
@@ -370,26 +379,15 @@ def audit_figure(
     order of ``finding.images``, or fewer) with the finding's region outlined on each."""
     from matplotlib.patches import Rectangle
 
-    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
-        raise LimitError(f"columns must be a positive integer, got {columns!r}")
     if not images:
         raise LimitError("audit_figure needs at least one image")
-    count = len(images)
-    cols = min(columns, count)
-    rows = math.ceil(count / cols)
-    fig = _figure_class()(figsize=(width, width / cols * rows + 0.9), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    fig, axes = _panel_grid(len(images), columns, width, 1.0, 0.9)
     for n, (ax, image) in enumerate(zip(axes, images)):
         ax.imshow(image)
         x0, y0, x1, y1 = finding.pixel_box(image.shape[:2])
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="lime", lw=2))
         caption = captions[n] if captions is not None and n < len(captions) else f"#{finding.images[n]}"
         ax.set_xlabel(caption, fontsize=8)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in axes[count:]:
-        ax.set_axis_off()
     fig.suptitle(
         title
         or f"{len(finding.images)} images ({finding.share:.0%}) linked by one region, same-place match "
