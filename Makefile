@@ -33,4 +33,4 @@ lint:
 test: lint
 	@tools/ensure_system_packages.sh
 	@venv=$$(tools/venv.sh) && \
-	  "$$venv/bin/python" -m pytest --nbmake tests notebooks $(PYTEST_ARGS)
+	  "$$venv/bin/python" -m pytest --nbmake --nbmake-timeout=900 tests notebooks $(PYTEST_ARGS)
