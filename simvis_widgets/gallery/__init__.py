@@ -34,7 +34,7 @@ from .audit import AuditFinding, ClassMaps, audit_gallery, gallery_class_maps
 from .engines import FLOAT16_MAX, BuildItem, CommitPolicy, memory_key, run_local
 from .index import ArrayKeys, Int8Index, SearchIndex, exact_scores
 from .keys import search_key_query
-from .searchable import StoreKeys, load_searchable
+from .searchable import StoreKeys, checked_index, load_searchable
 from .sources import IMAGE_SUFFIXES, describe, gallery_sources, is_path, list_images
 from .store import (
     FEATURE_MODES,
@@ -469,9 +469,7 @@ class Gallery:
         return audit_gallery(self, k, **options)
 
     def _check_index(self, index: Any) -> int:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= int(index) < len(self):
-            raise GalleryError(f"gallery index must be an integer in [0, {len(self) - 1}], got {index!r}")
-        return int(index)
+        return checked_index(index, len(self))
 
     def __repr__(self) -> str:
         return f"Gallery({len(self)} images, {self.session.name!r}, '{self.path}', features={self.features_mode!r})"

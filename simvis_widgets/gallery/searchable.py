@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import GalleryError
 from ..runtime import release_memory
 from .index import Int8Codes, Int8Index
 from .keys import scoring_keys
@@ -83,6 +84,13 @@ class SearchableRows:
     keys: StoreKeys
     index: Int8Index
     unreadable: dict[str, tuple[str, str]]
+
+
+def checked_index(index: Any, size: int) -> int:
+    """``index`` as an int: a gallery index in [0, size) (an integer, not a bool), else a :class:`GalleryError`."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= int(index) < size:
+        raise GalleryError(f"gallery index must be an integer in [0, {size - 1}], got {index!r}")
+    return int(index)
 
 
 def load_searchable(

@@ -32,7 +32,7 @@ from ..decompose import decompose, region_query
 from ..errors import GalleryError
 from .index import SearchIndex
 from .keys import search_key_query
-from .searchable import StoreKeys, load_searchable
+from .searchable import StoreKeys, checked_index, load_searchable
 from .store import GalleryStore, GalleryWriter, StoredRow, dataset_uri, decode_label, encode_label, temporary_uri
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -261,9 +261,7 @@ class TextGallery:
         return s.explain_encoded(s.encode(query, truncate), s.encode(text, truncate=True), words=words)
 
     def _check_index(self, index: Any) -> int:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= int(index) < len(self):
-            raise GalleryError(f"gallery index must be an integer in [0, {len(self) - 1}], got {index!r}")
-        return int(index)
+        return checked_index(index, len(self))
 
     def __repr__(self) -> str:
         return f"TextGallery({len(self)} passages, {self.session.name!r}, '{self.path}')"

@@ -35,6 +35,7 @@ from ..pair import ExplainedPair
 from ..session import ModelSession
 from .encoding import STATIC, jpeg_thumbnail, matrix_payload, region_from_browser
 from .pair_base import PairWidget
+from .strip import check_k, check_selected
 
 RANK_BY = ("region", "cell", "whole")
 PAIRS_KEPT = 64
@@ -98,7 +99,7 @@ class Explorer(PairWidget):
                 raise WidgetError(
                     "the gallery was built (or opened) with another session object: pass that same session"
                 )
-        _check_k(k)
+        check_k(k)
         super().__init__(k=k, **traits)
         self.session, self.gallery = session, gallery
         self.gallery_size = len(gallery) if gallery is not None else 0
@@ -279,19 +280,12 @@ class Explorer(PairWidget):
 
     @t.validate("k")
     def _valid_k(self, proposal: t.Bunch) -> int:
-        return _check_k(proposal["value"], t.TraitError)
+        return check_k(proposal["value"], t.TraitError)
 
     @t.validate("selected")
     def _valid_selected(self, proposal: t.Bunch) -> int:
-        value = proposal["value"]
-        if value == -1 and getattr(self, "_other", None) is not None:
-            return -1
-        size = self.gallery_size
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < size:
-            allowed = f"a gallery index in [0, {size - 1}]" if size else "no gallery index (there is no gallery)"
-            other = " or -1 (the `other` image)" if getattr(self, "_other", None) is not None else ""
-            raise t.TraitError(f"selected must be {allowed}{other}, got {value!r}")
-        return int(value)
+        alternative = "the `other` image" if getattr(self, "_other", None) is not None else None
+        return check_selected(proposal["value"], self.gallery_size, alternative)
 
     @t.observe("selected")
     def _selected_changed(self, change: t.Bunch) -> None:
@@ -330,12 +324,6 @@ class Explorer(PairWidget):
                 return  # the browser already sent this region
             region = {"kind": "cells", "weights": weights.numpy().ravel().tolist()}
         self.query_region = region
-
-
-def _check_k(k: Any, error: type[Exception] = WidgetError) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 100:
-        raise error(f"k must be an integer in [1, 100], got {k!r}")
-    return int(k)
 
 
 __all__ = ["RANK_BY", "Explorer"]

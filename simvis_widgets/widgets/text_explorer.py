@@ -26,6 +26,7 @@ import traitlets as t
 from ..errors import WidgetError
 from ..text import ExplainedText, TextSession
 from .encoding import STATIC, ContributionTraits
+from .strip import check_k, check_selected
 
 SIDES = ("a", "b")
 
@@ -94,7 +95,7 @@ class TextExplorer(anywidget.AnyWidget, ContributionTraits):
         explanation: ExplainedText | None = None,
         **traits: Any,
     ) -> None:
-        _check_k(k)
+        check_k(k)
         self._busy = True  # no observer reacts while the constructor sets traits
         super().__init__(k=k, words=bool(words), **traits)
         self.session, self.gallery = session, gallery
@@ -343,7 +344,7 @@ class TextExplorer(anywidget.AnyWidget, ContributionTraits):
 
     @t.validate("k")
     def _valid_k(self, proposal: t.Bunch) -> int:
-        return _check_k(proposal["value"], t.TraitError)
+        return check_k(proposal["value"], t.TraitError)
 
     @t.validate("words")
     def _valid_words(self, proposal: t.Bunch) -> bool:
@@ -354,15 +355,8 @@ class TextExplorer(anywidget.AnyWidget, ContributionTraits):
 
     @t.validate("selected")
     def _valid_selected(self, proposal: t.Bunch) -> int:
-        value = proposal["value"]
-        if value == -1 and getattr(self, "_text_b_given", None) is not None:
-            return -1
-        size = self.gallery_size
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < size:
-            allowed = f"a gallery index in [0, {size - 1}]" if size else "no gallery index (there is no gallery)"
-            given = " or -1 (text_b)" if getattr(self, "_text_b_given", None) is not None else ""
-            raise t.TraitError(f"selected must be {allowed}{given}, got {value!r}")
-        return int(value)
+        alternative = "text_b" if getattr(self, "_text_b_given", None) is not None else None
+        return check_selected(proposal["value"], self.gallery_size, alternative)
 
     @t.observe("words")
     def _words_changed(self, change: t.Bunch) -> None:
@@ -414,12 +408,6 @@ def _side(side: str) -> str:
 
 def _has_text(ex: ExplainedText, start: int, stop: int) -> bool:
     return any(e > s for s, e in ex.offsets_a[start:stop])
-
-
-def _check_k(k: Any, error: type[Exception] = WidgetError) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 100:
-        raise error(f"k must be an integer in [1, 100], got {k!r}")
-    return int(k)
 
 
 def _check_gallery(gallery: Any, session: TextSession) -> None:
