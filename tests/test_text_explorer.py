@@ -90,6 +90,20 @@ def _node() -> str:
     return node
 
 
+def _run_bundle(script: str, data: Any) -> Any:
+    """``script`` (an ES module: the built bundle is its last argument, ``data`` as JSON on its stdin) run in node:
+    what it printed, parsed as JSON."""
+    out = subprocess.run(
+        [_node(), "--input-type=module", "-e", script, str(STATIC / "text_explorer.js")],
+        input=json.dumps(data),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)
+
+
 def _browser_maps(widget: TextExplorer) -> dict[str, Any]:
     """Every hover map the built bundle computes from the widget's payload (its own decodePayload and
     Contributions), in node: rows of P for the tokens of A, columns for those of B, and the decoded shares."""
@@ -111,15 +125,7 @@ def _browser_maps(widget: TextExplorer) -> dict[str, Any]:
         "const spanA = Array.from(p.contrib.weighted('a', m.spanWeights(nA, [1, 4])));\n"
         "console.log(JSON.stringify({ rows, cols, spanA, mapA: Array.from(p.mapA), mapB: Array.from(p.mapB) }));\n"
     )
-    out = subprocess.run(
-        [_node(), "--input-type=module", "-e", script, str(STATIC / "text_explorer.js")],
-        input=json.dumps(state),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout)
+    return _run_bundle(script, state)
 
 
 def test_payload_decodes_to_exactly_the_pairwise_matrix(ex: ExplainedText) -> None:
@@ -394,15 +400,7 @@ def test_the_browser_and_the_figure_show_the_passage_as_written(text_session: An
         'const cases = JSON.parse(readFileSync(0, "utf8"));\n'
         "console.log(JSON.stringify(cases.map(([t, tok, off, sp]) => m.passageSegments(t, tok, off, sp))));\n"
     )
-    out = subprocess.run(
-        [_node(), "--input-type=module", "-e", script, str(STATIC / "text_explorer.js")],
-        input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    for (text, tokens, offsets, special), segments in zip(cases, json.loads(out.stdout)):
+    for (text, tokens, offsets, special), segments in zip(cases, _run_bundle(script, cases)):
         shown = "".join(s["text"] for s in segments)
         assert shown == "[CLS]" + (" " if text == text.lstrip() else "") + text.rstrip() + " [SEP]"
         figure = token_texts(text, tokens, [tuple(o) for o in offsets], special)
