@@ -71,7 +71,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import REPO, Run, arg_parser, header, machine_info, proc_status, verdict, write_json
+from benchmarks.harness import (
+    REPO,
+    Run,
+    arg_parser,
+    header,
+    machine_info,
+    proc_status,
+    random_images,
+    verdict,
+    write_json,
+)
 
 RAW = ("eager", "jemalloc", "mallopt", "tuned", "folded", "compile", "bf16", "onnxruntime")
 LIBRARY = ("embed_many", "gallery_build", "gallery_paired", "explain")
@@ -114,13 +124,6 @@ def jemalloc_path() -> str | None:
 # --------------------------------------------------------------------------------------------------
 # The child: one setting at one size, in its own process
 # --------------------------------------------------------------------------------------------------
-
-
-def _images(n: int, size: int, seed: int) -> list[Any]:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
 
 
 def _raw_step(setting: str, size: int) -> tuple[Any, dict[str, Any]]:
@@ -229,14 +232,14 @@ def _library(setting: str, size: int, batches: int) -> dict[str, Any]:
 
     session = sv.ModelSession.from_pretrained("efficientnet_lite0", size=size)
     if setting == "embed_many":
-        session.embed_many(_images(BATCH, size, 99), batch_size=BATCH, progress=False)  # warm-up
-        images = _images(BATCH * LIBRARY_BATCHES * batches, size, 1)
+        session.embed_many(random_images(BATCH, size, 99), batch_size=BATCH, progress=False)  # warm-up
+        images = random_images(BATCH * LIBRARY_BATCHES * batches, size, 1)
         t0 = time.perf_counter()
         session.embed_many(images, batch_size=BATCH, progress=False)
         return {"img_s": len(images) / (time.perf_counter() - t0)}
     if setting == "gallery_build":
-        sv.Gallery.build(_images(BATCH, size, 99), session, progress=False, batch_size=BATCH)  # warm-up
-        images = _images(BATCH * LIBRARY_BATCHES * batches, size, 1)
+        sv.Gallery.build(random_images(BATCH, size, 99), session, progress=False, batch_size=BATCH)  # warm-up
+        images = random_images(BATCH * LIBRARY_BATCHES * batches, size, 1)
         with tempfile.TemporaryDirectory() as folder:
             t0 = time.perf_counter()
             sv.Gallery.build(images, session, Path(folder) / "g.lance", progress=False, batch_size=BATCH)
@@ -245,7 +248,7 @@ def _library(setting: str, size: int, batches: int) -> dict[str, Any]:
     if setting == "gallery_paired":
         return _gallery_paired(session, size, batches)
     pairs = max(3, batches)
-    images = _images(2 * pairs + 2, size, 7)
+    images = random_images(2 * pairs + 2, size, 7)
     session.explain(images[-2], images[-1])  # warm-up
     times = []
     for i in range(pairs):
@@ -262,9 +265,9 @@ def _gallery_paired(session: Any, size: int, batches: int) -> dict[str, Any]:
     import simvis_widgets as sv
 
     step, _ = _raw_step("folded", size)
-    sv.Gallery.build(_images(BATCH, size, 99), session, progress=False, batch_size=BATCH)  # warm-up
+    sv.Gallery.build(random_images(BATCH, size, 99), session, progress=False, batch_size=BATCH)  # warm-up
     n = LIBRARY_BATCHES * batches  # as many images as gallery_build: a build's fixed cost (~0.1 s) counts alike
-    images = _images(BATCH * n, size, 1)
+    images = random_images(BATCH * n, size, 1)
     raw_rates, build_rates = [], []
     with tempfile.TemporaryDirectory() as folder:
         for i in range(PAIRS):

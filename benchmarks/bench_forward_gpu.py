@@ -42,10 +42,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from benchmarks.harness import Run, arg_parser, header, machine_info, write_json
+from benchmarks.harness import Run, arg_parser, header, machine_info, random_images, write_json
 
 RAW = ("eager", "channels_last", "folded", "amp")
 LIBRARY = ("to_input", "embed_many", "embed_many_amp", "gallery_build", "explain")
@@ -96,16 +95,11 @@ def _raw(setting: str, size: int, batch: int, steps: int, device: torch.device) 
     return out
 
 
-def _images(n: int, size: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
-
-
 def _library(setting: str, size: int, batch: int, steps: int, device: torch.device) -> dict[str, Any]:
     import simvis_widgets as sv
 
     session = sv.ModelSession.from_pretrained("efficientnet_lite0", size=size, device=str(device))
-    images = _images(batch * steps, size, 1)
+    images = random_images(batch * steps, size, 1)
     if setting == "to_input":
         return {"img_s": _rate(lambda: session.to_input(images[:batch]), batch, steps, device)}
     if setting in ("embed_many", "embed_many_amp"):
@@ -124,7 +118,7 @@ def _library(setting: str, size: int, batch: int, steps: int, device: torch.devi
             sv.Gallery.build(images, session, Path(folder) / "g.lance", progress=False, batch_size=batch)
             _sync(device)
             return {"img_s": len(images) / (time.perf_counter() - t0)}
-    pairs = _images(2 * max(3, steps) + 2, size, 7)
+    pairs = random_images(2 * max(3, steps) + 2, size, 7)
     session.explain(pairs[-2], pairs[-1])  # warm-up
     times = []
     for i in range(max(3, steps)):

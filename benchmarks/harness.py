@@ -50,6 +50,15 @@ S = TypeVar("S")
 # --------------------------------------------------------------------------------------------------
 
 
+def random_images(n: int, size: int, seed: int) -> list[Any]:
+    """``n`` uniform-noise ``size`` x ``size`` x 3 uint8 images, already at the network's size (a resize is a
+    no-op), from ``seed``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0-100, linear interpolation) of ``values``; NaN when there are none."""
     if not len(values):
