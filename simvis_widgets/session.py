@@ -265,7 +265,6 @@ class ModelSession:
         # per channel, on the 0-255 pixel scale, laid out for an (N, H, W, 3) batch: x = (p - 255 mean) / (255 std)
         self._mean_t = torch.tensor(self.options.mean, dtype=torch.float32, device=self.device).mul_(255.0)
         self._std_t = torch.tensor(self.options.std, dtype=torch.float32, device=self.device).mul_(255.0)
-        self._row_constants: dict[int, tuple[Tensor, Tensor]] = {}
         self._cache: OrderedDict[str, tuple[np.ndarray, Tensor]] = OrderedDict()
         channels, stride = self._probe()
         self.options = self.options.replace(channels=channels, stride=stride)
@@ -478,11 +477,8 @@ class ModelSession:
         # normalised in the (N, H, W, 3) layout it arrives in, whose NCHW view is channels-last as is; viewed as
         # rows of W x 3 values against the constants tiled W times, so the arithmetic runs along whole rows
         # (against an innermost axis of 3 it took twice as long); the values are the same
-        if w not in self._row_constants:
-            self._row_constants[w] = (self._mean_t.repeat(w), self._std_t.repeat(w))
-        mean_row, std_row = self._row_constants[w]
         rows = pixels.float().view(n * h, w * 3)
-        batch = rows.sub_(mean_row).div_(std_row).view(n, h, w, 3).permute(0, 3, 1, 2)
+        batch = rows.sub_(self._mean_t.repeat(w)).div_(self._std_t.repeat(w)).view(n, h, w, 3).permute(0, 3, 1, 2)
         return batch if self.channels_last else batch.contiguous()
 
     def forward(self, x: Tensor) -> Tensor:
