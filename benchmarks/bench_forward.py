@@ -79,6 +79,7 @@ from benchmarks.harness import (
     machine_info,
     proc_status,
     random_images,
+    require_positive,
     verdict,
     write_json,
 )
@@ -370,6 +371,7 @@ def main() -> None:
     ap.add_argument("--settings", help=f"comma-separated subset of {','.join(SETTINGS)}")
     ap.add_argument("--sizes", help="comma-separated sizes (default 224,448)")
     args = ap.parse_args()
+    require_positive(ap, args, "batches", "rounds", "threads")
     if args.child:
         child(args.child, args.size, args.batches or 5, args.threads)
         return

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.harness import Run, arg_parser, header, machine_info, random_images, write_json
+from benchmarks.harness import Run, arg_parser, header, machine_info, random_images, require_positive, write_json
 
 RAW = ("eager", "channels_last", "folded", "amp")
 LIBRARY = ("to_input", "embed_many", "embed_many_amp", "gallery_build", "explain")
@@ -195,6 +195,7 @@ def main() -> None:
     unknown = set(settings) - set(SETTINGS)
     if unknown:
         ap.error(f"unknown settings {sorted(unknown)}; known: {', '.join(SETTINGS)}")
+    require_positive(ap, args, "batch", "rounds", "batches")
     rounds = args.rounds or (1 if args.quick else 2)
     steps = args.batches or (4 if args.quick else 10)
     sizes = tuple(int(s) for s in args.sizes.split(","))

@@ -355,6 +355,15 @@ def arg_parser(doc: str | None, quick_help: str, *, threads: bool = True) -> arg
     return ap
 
 
+def require_positive(ap: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+    """Exit through ``ap.error`` naming the first of the options ``names`` given below 1 (an ``or`` default would
+    otherwise silently replace a 0)."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            ap.error(f"--{name} must be at least 1, got {value}")
+
+
 def override(base: S, **changes: Any) -> S:
     """``base`` (a dataclass of settings) with the ``changes`` that are not None."""
     return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[type-var]

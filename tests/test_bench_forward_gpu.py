@@ -35,6 +35,16 @@ def test_every_setting_runs_on_the_cpu(tmp_path: Path) -> None:
     assert "embed_many_amp" in done.stdout and "ms per pair" in done.stdout
 
 
+def test_counts_below_one_are_refused_by_name() -> None:
+    for option in ("--batch", "--rounds", "--batches"):
+        done = _run("--device", "cpu", option, "0")
+        assert done.returncode == 2 and f"{option} must be at least 1, got 0" in done.stderr
+    for option in ("--rounds", "--batches", "--threads"):  # the CPU benchmark's twin options
+        cmd = [sys.executable, "-m", "benchmarks.bench_forward", option, "0"]
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and f"{option} must be at least 1, got 0" in done.stderr
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no GPU")
 def test_without_a_gpu_the_default_device_is_refused() -> None:
     done = _run("--quick")
