@@ -1,4 +1,5 @@
-"""An inference copy of a network with each batch norm folded into the convolution that feeds it.
+"""An inference copy of a network: each batch norm folded into the convolution that feeds it, and TensorFlow's
+"same" padding folded into the convolution that needs it (:mod:`simvis_widgets.same_padding`).
 
 In eval mode a batch norm is an affine map per channel, ``y = (x - mu) / sqrt(var + eps) * gamma + beta``; when
 ``x`` is the output of a convolution ``x = W * z + b`` and nothing else reads ``x``, the pair is one convolution
@@ -6,7 +7,7 @@ with ``W' = W * s`` and ``b' = (b - mu) * s + beta``, ``s = gamma / sqrt(var + e
 features are the same up to float rounding (measured: 7e-6 relative on EfficientNet-Lite0) and a CNN skips a
 memory-bound pass over every activation (EfficientNet-Lite0 at 224 px on 2 cores: 111 -> 145 img/s).
 
-The caller's network is never changed: :func:`fold_batchnorm` folds a deep copy. Which convolution feeds which
+The caller's network is never changed: :func:`inference_copy` folds a deep copy. Which convolution feeds which
 batch norm is read from one forward pass (the batch norm's input is the very tensor the convolution returned);
 the copy is then checked against the original on the same input and refused (None) when they differ by more than
 ``tolerance``, e.g. where the convolution's output is also read elsewhere.
@@ -16,10 +17,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from .same_padding import fold_same_padding, is_dynamic_same_conv
 
 
 def _replacement(bn: nn.BatchNorm2d) -> nn.Module | None:
@@ -97,19 +101,37 @@ def relative_difference(a: Tensor, b: Tensor) -> float:
     return diff if diff == diff else float("inf")
 
 
-def fold_batchnorm(
+@dataclass(frozen=True)
+class InferenceCopy:
+    """A folded copy of a network and what was folded in it."""
+
+    network: nn.Module
+    folded_batchnorms: int
+    folded_paddings: int
+    """How many timm ``Conv2dSame`` pad inside the convolution (:mod:`simvis_widgets.same_padding`)."""
+
+
+def inference_copy(
     model: nn.Module,
     run: Callable[[nn.Module, Tensor], Tensor],
     example: Tensor,
+    *,
+    batchnorm: bool = True,
+    padding: bool = True,
     tolerance: float = 1e-4,
-) -> tuple[nn.Module, int] | None:
-    """A deep copy of ``model`` (in eval mode) with every foldable conv -> batch norm pair folded, and the number
-    of pairs; None when there is nothing to fold, the copy fails, or ``run(copy, example)`` differs from
-    ``run(model, example)`` by more than ``tolerance`` (:func:`relative_difference`). ``run(network, x)`` is the
-    forward pass whose output must not change (e.g. up to a feature layer); an error in it propagates."""
-    pairs, expected = conv_batchnorm_pairs(model, run, example)
-    if not pairs:
+) -> InferenceCopy | None:
+    """A deep copy of ``model`` (in eval mode) with every foldable conv -> batch norm pair folded (``batchnorm``)
+    and every same-padding convolution padding inside the kernel (``padding``); None when there is nothing to
+    fold, the copy fails, or ``run(copy, example)`` differs from ``run(model, example)`` by more than
+    ``tolerance`` (:func:`relative_difference`). ``run(network, x)`` is the forward pass whose output must not
+    change (e.g. up to a feature layer); an error in it propagates."""
+    pairs, expected = conv_batchnorm_pairs(model, run, example) if batchnorm else ([], None)
+    paddings = sum(is_dynamic_same_conv(m) for m in model.modules()) if padding else 0
+    if not pairs and not paddings:
         return None
+    if expected is None:
+        with torch.inference_mode():
+            expected = run(model, example)
     try:
         folded = copy.deepcopy(model)
     except Exception:  # noqa: BLE001 - a network that cannot be copied runs unfolded
@@ -121,8 +143,21 @@ def fold_batchnorm(
         assert replacement is not None
         _fold_pair(conv, bn)
         _set_child(folded, bn_name, replacement)
+    # after the batch norms: the padded convolutions take the folded weights with them
+    folded_paddings = fold_same_padding(folded) if padding else 0
     with torch.inference_mode():
         got = run(folded, example)
     if relative_difference(got, expected) > tolerance:
         return None
-    return folded, len(pairs)
+    return InferenceCopy(folded, len(pairs), folded_paddings)
+
+
+def fold_batchnorm(
+    model: nn.Module,
+    run: Callable[[nn.Module, Tensor], Tensor],
+    example: Tensor,
+    tolerance: float = 1e-4,
+) -> tuple[nn.Module, int] | None:
+    """:func:`inference_copy` with the batch norms folded only: the copy and the number of pairs folded."""
+    found = inference_copy(model, run, example, padding=False, tolerance=tolerance)
+    return None if found is None else (found.network, found.folded_batchnorms)

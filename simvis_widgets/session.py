@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ._io import digest, image_hash, tensor_bytes
 from .decompose import LinearHead, check_pooling, decompose, from_contributions, pooled_embeddings
 from .errors import ImageInputError, ModelError
-from .fusion import fold_batchnorm as folded_copy
+from .fusion import inference_copy
 from .images import ImageLike, check_short_side, load_image, resize_for_network
 from .linearise import CLSLinearisation, LinearisationError
 from .models import (
@@ -45,7 +45,7 @@ from .pair import ExplainedPair
 from .runtime import release_memory, tune_allocator
 from .triplet import ExplainedTriplet
 
-RUNTIME_OPTIONS = ("device", "amp", "cache_size", "channels_last", "fold_batchnorm")
+RUNTIME_OPTIONS = ("device", "amp", "cache_size", "channels_last", "fold_batchnorm", "fold_padding")
 """Session settings that decide where and how fast features are computed, not what they are (kept by
 :meth:`ModelSession.variant` and :func:`snapshots`; not part of :class:`SessionOptions`)."""
 
@@ -189,7 +189,9 @@ class ModelSession:
     are converted in place, as ``.to(device)`` moves them. ``fold_batchnorm`` (on by default) extracts features
     from a copy of the network whose batch norms are folded into their convolutions
     (:mod:`simvis_widgets.fusion`; the network itself is not changed: :attr:`model` is still the caller's, for
-    gradients and training), costing one copy of the weights. A session on the CPU also calls
+    gradients and training), costing one copy of the weights. ``fold_padding`` (on by default) lets timm's
+    TensorFlow-style "same" convolutions pad inside the kernel instead of copying a padded input
+    (:mod:`simvis_widgets.same_padding`), in the same copy. A session on the CPU also calls
     :func:`~simvis_widgets.runtime.tune_allocator` (process-wide; opt out with ``SIMVIS_MALLOC=system``).
     ``amp`` (off by default) computes in float16 on a GPU and bfloat16 on a CPU: faster where the hardware has
     them, but the features change beyond float rounding.
@@ -206,8 +208,11 @@ class ModelSession:
     cache_size: int
     channels_last: bool
     fold_batchnorm: bool
+    fold_padding: bool
     folded_batchnorms: int
     """How many batch norms the inference copy has folded into their convolutions (0: the network runs as given)."""
+    folded_paddings: int
+    """How many same-padding convolutions of the inference copy pad inside the kernel."""
     _extract: Callable[[Tensor], Tensor]
     _mean_t: Tensor
     _std_t: Tensor
@@ -224,6 +229,7 @@ class ModelSession:
         cache_size: int = 128,
         channels_last: bool | None = None,
         fold_batchnorm: bool = True,
+        fold_padding: bool = True,
         **option_values: Any,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -274,22 +280,28 @@ class ModelSession:
                 f"head weight has shape {tuple(head.weight.shape)} but layer {self.options.layer!r} has {channels} channels"
             )
         self._head = head.to(self.device) if head is not None else None
-        self.fold_batchnorm = bool(fold_batchnorm)
-        self.folded_batchnorms = 0
-        if self.fold_batchnorm and self._linear is None:
+        self.fold_batchnorm, self.fold_padding = bool(fold_batchnorm), bool(fold_padding)
+        self.folded_batchnorms = self.folded_paddings = 0
+        if (self.fold_batchnorm or self.fold_padding) and self._linear is None:
             self._use_folded_copy()
 
     def _use_folded_copy(self) -> None:
-        """Extract features from a copy of the network with its batch norms folded (see
+        """Extract features from a copy of the network with its batch norms and same paddings folded (see
         :mod:`simvis_widgets.fusion`), checked against the network on a random 224 x 224 input."""
         layer = self.options.layer
         example = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(self.device)
         if self.channels_last:
             example = example.contiguous(memory_format=torch.channels_last)
-        found = folded_copy(self.model, lambda network, x: make_extractor(network, layer)(x), example)
+        found = inference_copy(
+            self.model,
+            lambda network, x: make_extractor(network, layer)(x),
+            example,
+            batchnorm=self.fold_batchnorm,
+            padding=self.fold_padding,
+        )
         if found is not None:
-            network, self.folded_batchnorms = found
-            self._extract = make_extractor(network, layer)
+            self.folded_batchnorms, self.folded_paddings = found.folded_batchnorms, found.folded_paddings
+            self._extract = make_extractor(found.network, layer)
 
     # ---------------------------------------------------------------------------------------------
     # Options (read-only views of self.options)
@@ -694,6 +706,7 @@ class ModelSession:
             f"size={self.size}, channels={self.channels}, stride={self.stride}, device={self.device}"
             + (", channels_last" if self.channels_last else "")
             + (f", {self.folded_batchnorms} batch norms folded" if self.folded_batchnorms else "")
+            + (f", {self.folded_paddings} same paddings folded" if self.folded_paddings else "")
             + (", APPROXIMATE (CLS linearisation)" if self.approximate else "")
             + ")"
         )

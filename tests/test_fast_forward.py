@@ -44,7 +44,7 @@ def test_embedded_default_matches_plain_torch(photos: dict) -> None:
     model, _ = build_backbone("efficientnet_lite0")
     reference_model = copy.deepcopy(model)
     session = sv.ModelSession.from_pretrained("efficientnet_lite0", size=224, device="cpu")
-    assert session.channels_last and session.folded_batchnorms > 40
+    assert session.channels_last and session.folded_batchnorms > 40 and session.folded_paddings == 5
     for img in (photos["chelsea"], _image(1)):
         expected = _plain_features(reference_model, session, img, lambda m, x: m.forward_features(x))
         assert relative_difference(session.features(img), expected) < TOLERANCE
@@ -82,6 +82,7 @@ def _randomise_batchnorm_statistics(model: nn.Module) -> None:
         ("efficientnet_b0", {}),
         ("regnet_y_400mf", {}),
         ("convnext_tiny", {}),  # no batch norm: only the layout applies
+        ("timm:tf_mobilenetv3_small_100", {}),  # TensorFlow "same" padding on its strided convolutions
         ("timm:vit_tiny_patch16_224", {"model_kwargs": {"global_pool": "avg", "dynamic_img_size": True}}),
     ],
 )
@@ -91,9 +92,12 @@ def test_every_family_keeps_its_features(name: str, kwargs: dict) -> None:
     _randomise_batchnorm_statistics(model)
     independent = copy.deepcopy(model)
     fast = sv.ModelSession(model, spec.layer, size=128, device="cpu")
-    slow = sv.ModelSession(independent, spec.layer, size=128, device="cpu", channels_last=False, fold_batchnorm=False)
+    slow = sv.ModelSession(
+        independent, spec.layer, size=128, device="cpu", channels_last=False, fold_batchnorm=False, fold_padding=False
+    )
     has_bn = any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert (fast.folded_batchnorms > 0) == has_bn
+    assert fast.folded_paddings == (5 if name.startswith("timm:tf_") else 0) and slow.folded_paddings == 0
     for img in (_image(3), _image(4, (128, 200))):
         assert relative_difference(fast.features(img), slow.features(img)) < TOLERANCE
         assert relative_difference(fast.embed(img), slow.embed(img)) < TOLERANCE
@@ -190,15 +194,16 @@ def test_fold_equals_the_pair(
 
 
 def test_runtime_options_travel_with_variants(lite0: sv.ModelSession) -> None:
-    plain = lite0.variant(channels_last=False, fold_batchnorm=False, name="plain")
+    plain = lite0.variant(channels_last=False, fold_batchnorm=False, fold_padding=False, name="plain")
     assert (plain.channels_last, plain.fold_batchnorm, plain.folded_batchnorms) == (False, False, 0)
+    assert (plain.fold_padding, plain.folded_paddings) == (False, 0)
     again = plain.variant(pooling="max")
     assert {n: getattr(again, n) for n in RUNTIME_OPTIONS} == {n: getattr(plain, n) for n in RUNTIME_OPTIONS}
     x = lite0.to_input([lite0.prepare(_image(5))])
     assert x.is_contiguous(memory_format=torch.channels_last)
     assert plain.to_input([plain.prepare(_image(5))]).is_contiguous()
     assert lite0.features(_image(6)).is_contiguous()
-    assert "channels_last" in repr(lite0) and "batch norms folded" in repr(lite0)
+    assert "channels_last" in repr(lite0) and "batch norms folded" in repr(lite0) and "5 same paddings" in repr(lite0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,8 +273,8 @@ def test_cuda_fast_path_keeps_the_features(photos: dict) -> None:
     """On a GPU: channels-last, the folded copy and pinned input against the plain network on the same device
     (cuDNN picks other algorithms, TF32 among them, per layout: the tolerance is 1e-3)."""
     fast = sv.ModelSession.from_pretrained("efficientnet_lite0", size=224, device="cuda")
-    plain = fast.variant(channels_last=False, fold_batchnorm=False)
-    assert fast.channels_last and fast.folded_batchnorms > 40
+    plain = fast.variant(channels_last=False, fold_batchnorm=False, fold_padding=False)
+    assert fast.channels_last and fast.folded_batchnorms > 40 and fast.folded_paddings == 5
     feats = fast.features(photos["chelsea"])
     assert feats.device.type == "cuda" and feats.is_contiguous()
     assert relative_difference(feats.cpu(), plain.features(photos["chelsea"]).cpu()) < 1e-3
