@@ -10,7 +10,8 @@ Raw forward passes (a float batch already on the device, no session):
 
 * ``eager``           float32, NCHW: what a user's own loop does;
 * ``channels_last``   float32, channels-last model and input;
-* ``folded``          that plus the batch norms folded into their convolutions: **the raw forward sessions run**;
+* ``folded``          that plus the batch norms and timm's "same" padding folded into the convolutions
+  (:func:`simvis_widgets.fusion.inference_copy`): **the raw forward sessions run**;
 * ``amp``             ``folded`` under float16 autocast (the session's ``amp=True``), with its largest deviation
   from the float32 eager features (``max |a - b| / max |b|``).
 
@@ -68,7 +69,7 @@ def _rate(step: Callable[[], object], images_per_step: int, steps: int, device: 
 
 
 def _raw(setting: str, size: int, batch: int, steps: int, device: torch.device) -> dict[str, Any]:
-    from simvis_widgets.fusion import fold_batchnorm, relative_difference
+    from simvis_widgets.fusion import inference_copy, relative_difference
     from simvis_widgets.models import build_backbone
 
     model, _ = build_backbone("efficientnet_lite0")
@@ -81,9 +82,9 @@ def _raw(setting: str, size: int, batch: int, steps: int, device: torch.device) 
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     if setting in ("folded", "amp"):
-        found = fold_batchnorm(model, lambda network, b: network.forward_features(b), x[:1])
+        found = inference_copy(model, lambda network, b: network.forward_features(b), x[:1])
         assert found is not None, "EfficientNet-Lite0 has batch norms to fold"
-        model = found[0]
+        model = found.network
     autocast = setting == "amp" and device.type == "cuda"
 
     def step() -> torch.Tensor:
