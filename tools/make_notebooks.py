@@ -604,7 +604,7 @@ def training_study() -> nbformat.NotebookNode:
             "boot), which they never saw.\n\n"
             "The full run is `python -m simvis_widgets.training_study --full` (a GPU is used where there is one); "
             "here a subset and two epochs keep the whole notebook to about a minute on two CPU cores (measured "
-            "49 s), so read the numbers as a demonstration of the measures, not as the study's result (the README "
+            "49-51 s alone), so read the numbers as a demonstration of the measures, not as the study's result (the README "
             "has the larger run)."
         ),
         new_code_cell(
