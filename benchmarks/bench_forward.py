@@ -25,9 +25,15 @@ library settings are timed; the median batch's rate is kept in the JSON as ``med
 * ``onnxruntime``     the plain network exported to ONNX for this one input shape (``torch.onnx.export``,
   TorchScript exporter) and run by ONNX Runtime's CPU provider with as many threads (it fuses the batch norms
   itself); the export time is reported apart. Skipped unless ``onnxruntime`` and ``onnx`` are installed (they
-  are not dependencies of the package).
+  are not dependencies of the package);
+* ``openvino``        the plain network converted by OpenVINO (``openvino.convert_model``) with a dynamic batch and
+  image size, as a session would need it, compiled for the CPU in float32 (``INFERENCE_PRECISION_HINT=f32``:
+  OpenVINO's default on AMX / AVX-512-BF16 CPUs is bfloat16) with as many threads; the conversion and compile
+  time is reported apart;
+* ``openvino_static`` the same compiled for this one input shape. Both are skipped unless ``openvino`` is
+  installed (not a dependency of the package).
 
-``folded``, ``folded_pad``, ``compile``, ``bf16`` and ``onnxruntime`` report their largest deviation from the float32 eager features
+``folded``, ``folded_pad``, ``compile``, ``bf16``, ``onnxruntime`` and the OpenVINO settings report their largest deviation from the float32 eager features
 (``max |a - b| / max |b|``): bf16 changes the features, the others only round differently.
 
 Through the library, on pre-sized uint8 images (the resize is a no-op, hashing and checks included):
@@ -86,7 +92,21 @@ from benchmarks.harness import (
     write_json,
 )
 
-RAW = ("eager", "jemalloc", "mallopt", "tuned", "folded", "folded_pad", "compile", "bf16", "onnxruntime")
+RAW = (
+    "eager",
+    "jemalloc",
+    "mallopt",
+    "tuned",
+    "folded",
+    "folded_pad",
+    "compile",
+    "bf16",
+    "onnxruntime",
+    "openvino",
+    "openvino_static",
+)
+EXPORTED = ("onnxruntime", "openvino", "openvino_static")
+"""Settings that run the plain network in another runtime (converted once per process, the time reported)."""
 LIBRARY = ("embed_many", "gallery_build", "gallery_paired", "explain")
 SETTINGS = RAW + LIBRARY
 SIZES = (224, 448)
@@ -145,7 +165,7 @@ def _raw_step(setting: str, size: int) -> tuple[Any, dict[str, Any]]:
     model, _ = build_backbone("efficientnet_lite0")
     x = torch.randn(BATCH, 3, size, size)
     extra: dict[str, Any] = {}
-    if setting in ("folded", "folded_pad", "compile", "bf16", "onnxruntime"):
+    if setting in ("folded", "folded_pad", "compile", "bf16", *EXPORTED):
         with torch.inference_mode():
             reference = model.forward_features(x)
     if setting in ("tuned", "folded", "folded_pad", "compile", "bf16"):
@@ -166,7 +186,9 @@ def _raw_step(setting: str, size: int) -> tuple[Any, dict[str, Any]]:
         extra["compile_s"] = time.perf_counter() - t0
     if setting == "onnxruntime":
         forward, extra["export_s"] = _onnx_forward(model, x)
-    if setting in ("folded", "folded_pad", "compile", "bf16", "onnxruntime"):
+    if setting.startswith("openvino"):
+        forward, extra["export_s"] = _openvino_forward(model, x, dynamic=setting == "openvino")
+    if setting in ("folded", "folded_pad", "compile", "bf16", *EXPORTED):
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=setting == "bf16"):
             extra["max_rel_dev"] = relative_difference(forward(x).float(), reference)
 
@@ -195,11 +217,8 @@ def _raw(setting: str, size: int, batches: int) -> dict[str, Any]:
     return {"img_s": BATCH * len(times) / sum(times), "median_img_s": BATCH / statistics.median(times), **extra}
 
 
-def _onnx_forward(model: Any, x: Any) -> tuple[Any, float]:
-    """``model.forward_features`` exported for ``x``'s shape and served by ONNX Runtime, with the export time."""
-    import io
-
-    import onnxruntime as ort
+def _features_module(model: Any) -> Any:
+    """``model.forward_features`` as a module's ``forward`` (what exporters trace)."""
     import torch
 
     class Features(torch.nn.Module):
@@ -210,9 +229,19 @@ def _onnx_forward(model: Any, x: Any) -> tuple[Any, float]:
         def forward(self, batch: Any) -> Any:
             return self.network.forward_features(batch)
 
+    return Features(model).eval()
+
+
+def _onnx_forward(model: Any, x: Any) -> tuple[Any, float]:
+    """``model.forward_features`` exported for ``x``'s shape and served by ONNX Runtime, with the export time."""
+    import io
+
+    import onnxruntime as ort
+    import torch
+
     t0 = time.perf_counter()
     buffer = io.BytesIO()
-    torch.onnx.export(Features(model).eval(), (x,), buffer, dynamo=False, input_names=["x"], opset_version=17)
+    torch.onnx.export(_features_module(model), (x,), buffer, dynamo=False, input_names=["x"], opset_version=17)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
@@ -224,13 +253,33 @@ def _onnx_forward(model: Any, x: Any) -> tuple[Any, float]:
     return forward, took
 
 
+def _openvino_forward(model: Any, x: Any, dynamic: bool) -> tuple[Any, float]:
+    """``model.forward_features`` converted by OpenVINO (a dynamic batch and image size, or ``x``'s shape) and
+    compiled for the CPU in float32 with torch's thread count, with the conversion and compile time."""
+    import openvino as ov
+    import torch
+
+    t0 = time.perf_counter()
+    shape = ov.PartialShape([-1, 3, -1, -1] if dynamic else list(x.shape))
+    converted = ov.convert_model(_features_module(model), example_input=x, input=[shape])
+    config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "f32"}
+    request = ov.Core().compile_model(converted, "CPU", config).create_infer_request()
+    took = time.perf_counter() - t0
+
+    def forward(batch: Any) -> Any:
+        return torch.from_numpy(request.infer({0: batch.contiguous().numpy()})[0].copy())
+
+    return forward, took
+
+
 def _available(setting: str) -> bool:
     if setting == "jemalloc":
         return jemalloc_path() is not None
-    if setting == "onnxruntime":
+    if setting in EXPORTED:
         import importlib.util
 
-        return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+        needs = ("onnxruntime", "onnx") if setting == "onnxruntime" else ("openvino",)
+        return all(importlib.util.find_spec(name) is not None for name in needs)
     return True
 
 
@@ -422,7 +471,7 @@ def main() -> None:
         gflop, peak = fl.get("gflop_per_img", float("nan")), fl.get("mm_gflop_s", float("nan"))
         lines.append(f"## {size} px, batch {BATCH}, {args.threads} threads, median of {cfg.rounds} round(s)")
         lines.append(
-            f"{'setting':<15}{'img/s':>8}{'x eager':>9}{'GFLOP/s':>9}{'% of mm':>9}"
+            f"{'setting':<16}{'img/s':>8}{'x eager':>9}{'GFLOP/s':>9}{'% of mm':>9}"
             f"{'peak RSS':>10}{'RSS after':>11}{'released':>10}  notes"
         )
         med = {s: _median([g["img_s"] for g in results[size][s]]) for s in cfg.settings}
@@ -430,8 +479,8 @@ def main() -> None:
         for s in cfg.settings:
             got = results[size][s]
             if not got:
-                missing = "libjemalloc2" if s == "jemalloc" else "onnxruntime, onnx"
-                lines.append(f"{s:<15}  skipped ({missing} not installed)")
+                missing = {"jemalloc": "libjemalloc2", "onnxruntime": "onnxruntime, onnx"}.get(s, "openvino")
+                lines.append(f"{s:<16}  skipped ({missing} not installed)")
                 continue
             mib = {
                 k: _median([g[k] / 2**20 for g in got if g.get(k)]) for k in ("peak_rss", "rss_after", "rss_released")
@@ -440,7 +489,8 @@ def main() -> None:
             if "compile_s" in got[0]:
                 notes.append(f"compile {_median([g['compile_s'] for g in got]):.0f} s")
             if "export_s" in got[0]:
-                notes.append(f"export {_median([g['export_s'] for g in got]):.1f} s per input shape")
+                per = "once, any input shape" if s == "openvino" else "per input shape"
+                notes.append(f"export {_median([g['export_s'] for g in got]):.1f} s {per}")
             if "max_rel_dev" in got[0]:
                 notes.append(f"max rel. deviation from fp32 {max(g['max_rel_dev'] for g in got):.1e}")
             if "share" in got[0]:
@@ -454,7 +504,7 @@ def main() -> None:
                 notes.append(f"{1000 / _median([g['pairs_s'] for g in got]):.0f} ms per pair")
             rate = med[s] * gflop
             lines.append(
-                f"{s:<15}{med[s]:>8.1f}{med[s] / eager:>9.2f}{rate:>9.1f}{100 * rate / peak:>8.1f}%"
+                f"{s:<16}{med[s]:>8.1f}{med[s] / eager:>9.2f}{rate:>9.1f}{100 * rate / peak:>8.1f}%"
                 f"{mib['peak_rss']:>9.0f}M{mib['rss_after']:>10.0f}M{mib['rss_released']:>9.0f}M  {'; '.join(notes)}"
             )
         lines.append(f"forward: {gflop:.2f} GFLOP per image; float32 matmul on these cores: {peak:.0f} GFLOP/s")
@@ -488,7 +538,7 @@ def main() -> None:
 
 def _first(results: dict[int, dict[str, list[dict[str, Any]]]], key: str) -> str:
     for per_size in results.values():
-        for setting in ("folded", "tuned", "mallopt", "embed_many"):
+        for setting in (NEW_RAW, "folded", "tuned", "mallopt", "embed_many"):
             for got in per_size.get(setting, []):
                 return str(got.get(key))
     return "?"
