@@ -20,6 +20,10 @@ library settings are timed; the median batch's rate is kept in the JSON as ``med
   (:func:`simvis_widgets.fusion.inference_copy`): the **new raw forward**, what sessions run;
 * ``compile``         ``folded`` through ``torch.compile`` (inductor, default mode; the first call's compile time
   is reported apart);
+* ``compile_freeze``  ``folded_pad`` through ``torch.compile`` with inductor's ``freezing`` (weights folded and
+  prepacked for oneDNN; set process-wide, which only a benchmark child may do);
+* ``onednn_graph``    ``folded_pad`` traced and frozen by TorchScript with oneDNN Graph fusion on
+  (``torch.jit.enable_onednn_fusion``; ``torch.jit.freeze`` is deprecated in favour of ``torch.compile``);
 * ``bf16``            ``folded`` under bfloat16 autocast (the session's ``amp=True`` on a CPU; AMX where the CPU
   has it);
 * ``onnxruntime``     the plain network exported to ONNX for this one input shape (``torch.onnx.export``,
@@ -33,7 +37,7 @@ library settings are timed; the median batch's rate is kept in the JSON as ``med
 * ``openvino_static`` the same compiled for this one input shape. Both are skipped unless ``openvino`` is
   installed (not a dependency of the package).
 
-``folded``, ``folded_pad``, ``compile``, ``bf16``, ``onnxruntime`` and the OpenVINO settings report their largest deviation from the float32 eager features
+Every setting from ``folded`` on reports its largest deviation from the float32 eager features
 (``max |a - b| / max |b|``): bf16 changes the features, the others only round differently.
 
 Through the library, on pre-sized uint8 images (the resize is a no-op, hashing and checks included):
@@ -100,11 +104,15 @@ RAW = (
     "folded",
     "folded_pad",
     "compile",
+    "compile_freeze",
+    "onednn_graph",
     "bf16",
     "onnxruntime",
     "openvino",
     "openvino_static",
 )
+ON_PADDING_FOLD = ("folded_pad", "compile_freeze", "onednn_graph")
+"""Settings that run the sessions' inference copy (batch norms and same padding folded)."""
 EXPORTED = ("onnxruntime", "openvino", "openvino_static")
 """Settings that run the plain network in another runtime (converted once per process, the time reported)."""
 LIBRARY = ("embed_many", "gallery_build", "gallery_paired", "explain")
@@ -165,22 +173,31 @@ def _raw_step(setting: str, size: int) -> tuple[Any, dict[str, Any]]:
     model, _ = build_backbone("efficientnet_lite0")
     x = torch.randn(BATCH, 3, size, size)
     extra: dict[str, Any] = {}
-    if setting in ("folded", "folded_pad", "compile", "bf16", *EXPORTED):
+    if setting not in ("eager", "jemalloc", "mallopt", "tuned"):
         with torch.inference_mode():
             reference = model.forward_features(x)
-    if setting in ("tuned", "folded", "folded_pad", "compile", "bf16"):
+    if setting in ("tuned", "folded", "compile", "bf16", *ON_PADDING_FOLD):
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    if setting in ("folded", "folded_pad", "compile", "bf16"):
+    if setting in ("folded", "compile", "bf16", *ON_PADDING_FOLD):
         found = inference_copy(
-            model, lambda network, batch: network.forward_features(batch), x[:1], padding=setting == "folded_pad"
+            model, lambda network, batch: network.forward_features(batch), x[:1], padding=setting in ON_PADDING_FOLD
         )
         assert found is not None, "EfficientNet-Lite0 has batch norms to fold"
         model = found.network
     forward = model.forward_features
-    if setting == "compile":
+    t0 = time.perf_counter()
+    if setting in ("compile", "compile_freeze"):
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = setting == "compile_freeze"
         forward = torch.compile(model.forward_features)
-        t0 = time.perf_counter()
+    if setting == "onednn_graph":
+        torch.jit.enable_onednn_fusion(True)
+        with torch.no_grad():
+            forward = torch.jit.freeze(torch.jit.trace(_features_module(model), x))
+            forward(x)  # the profiling executor fuses on the second call
+    if setting in ("compile", "compile_freeze", "onednn_graph"):
         with torch.inference_mode():
             forward(x)
         extra["compile_s"] = time.perf_counter() - t0
@@ -188,7 +205,7 @@ def _raw_step(setting: str, size: int) -> tuple[Any, dict[str, Any]]:
         forward, extra["export_s"] = _onnx_forward(model, x)
     if setting.startswith("openvino"):
         forward, extra["export_s"] = _openvino_forward(model, x, dynamic=setting == "openvino")
-    if setting in ("folded", "folded_pad", "compile", "bf16", *EXPORTED):
+    if setting not in ("eager", "jemalloc", "mallopt", "tuned"):
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=setting == "bf16"):
             extra["max_rel_dev"] = relative_difference(forward(x).float(), reference)
 
