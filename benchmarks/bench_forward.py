@@ -15,7 +15,7 @@ library settings are timed; the median batch's rate is kept in the JSON as ``med
 * ``mallopt``         the same after :func:`simvis_widgets.runtime.tune_allocator` (what sessions set);
 * ``tuned``           that plus ``channels_last`` model and input;
 * ``folded``          that plus the batch norms folded into their convolutions
-  (:func:`simvis_widgets.fusion.fold_batchnorm`);
+  (:func:`simvis_widgets.fusion.inference_copy` with ``padding=False``);
 * ``folded_pad``      that plus timm's TensorFlow "same" padding folded into its convolutions
   (:func:`simvis_widgets.fusion.inference_copy`): the **new raw forward**, what sessions run;
 * ``compile``         ``folded`` through ``torch.compile`` (inductor, default mode; the first call's compile time
@@ -111,6 +111,8 @@ RAW = (
     "openvino",
     "openvino_static",
 )
+AS_BUILT = ("eager", "jemalloc", "mallopt", "tuned")
+"""Settings that run the network as built: no copy or export whose features need comparing."""
 ON_PADDING_FOLD = ("folded_pad", "compile_freeze", "onednn_graph")
 """Settings that run the sessions' inference copy (batch norms and same padding folded)."""
 EXPORTED = ("onnxruntime", "openvino", "openvino_static")
@@ -173,7 +175,7 @@ def _raw_step(setting: str, size: int) -> tuple[Any, dict[str, Any]]:
     model, _ = build_backbone("efficientnet_lite0")
     x = torch.randn(BATCH, 3, size, size)
     extra: dict[str, Any] = {}
-    if setting not in ("eager", "jemalloc", "mallopt", "tuned"):
+    if setting not in AS_BUILT:
         with torch.inference_mode():
             reference = model.forward_features(x)
     if setting in ("tuned", "folded", "compile", "bf16", *ON_PADDING_FOLD):
@@ -205,7 +207,7 @@ def _raw_step(setting: str, size: int) -> tuple[Any, dict[str, Any]]:
         forward, extra["export_s"] = _onnx_forward(model, x)
     if setting.startswith("openvino"):
         forward, extra["export_s"] = _openvino_forward(model, x, dynamic=setting == "openvino")
-    if setting not in ("eager", "jemalloc", "mallopt", "tuned"):
+    if setting not in AS_BUILT:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=setting == "bf16"):
             extra["max_rel_dev"] = relative_difference(forward(x).float(), reference)
 

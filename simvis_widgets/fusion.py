@@ -150,14 +150,3 @@ def inference_copy(
     if relative_difference(got, expected) > tolerance:
         return None
     return InferenceCopy(folded, len(pairs), folded_paddings)
-
-
-def fold_batchnorm(
-    model: nn.Module,
-    run: Callable[[nn.Module, Tensor], Tensor],
-    example: Tensor,
-    tolerance: float = 1e-4,
-) -> tuple[nn.Module, int] | None:
-    """:func:`inference_copy` with the batch norms folded only: the copy and the number of pairs folded."""
-    found = inference_copy(model, run, example, padding=False, tolerance=tolerance)
-    return None if found is None else (found.network, found.folded_batchnorms)

@@ -49,15 +49,13 @@ class SamePaddingFoldedConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
-        if conv.padding_mode != "zeros" or len(conv.kernel_size) != 2:
-            raise ValueError(f"only a 2-D zero-padded convolution can be folded, got {conv!r}")
         self.kernel_size = (int(conv.kernel_size[0]), int(conv.kernel_size[1]))
         self.stride = (int(conv.stride[0]), int(conv.stride[1]))
         self.dilation = (int(conv.dilation[0]), int(conv.dilation[1]))
         self.groups = conv.groups
-        self.weight = nn.Parameter(conv.weight.detach(), requires_grad=False)
-        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach(), requires_grad=False)
         weight = conv.weight.detach()
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach(), requires_grad=False)
         layout = (
             torch.channels_last
             if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()

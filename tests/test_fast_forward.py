@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import simvis_widgets as sv
-from simvis_widgets.fusion import fold_batchnorm, relative_difference
+from simvis_widgets.fusion import inference_copy, relative_difference
 from simvis_widgets.models import build_backbone
 from simvis_widgets.session import RUNTIME_OPTIONS
 
@@ -140,7 +140,7 @@ def test_a_fold_that_changes_the_output_is_refused() -> None:
     whole.load_state_dict(model.state_dict())
     whole.eval()
     x = torch.randn(1, 3, 32, 32)
-    assert fold_batchnorm(whole, lambda m, t: m(t), x) is None  # the sum is checked and the fold refused
+    assert inference_copy(whole, lambda m, t: m(t), x) is None  # the sum is checked and the fold refused
     # a session reading the batch norm's own output may fold: up to that layer nothing else reads the conv
     session = sv.ModelSession(model, "bn", size=64, device="cpu")
     assert session.folded_batchnorms == 1
@@ -185,9 +185,9 @@ def test_fold_equals_the_pair(
             bn.bias.copy_(torch.randn(out_channels, generator=gen))
     pair = nn.Sequential(conv, bn).eval()
     x = torch.randn(2, in_channels, 9, 11, generator=gen)
-    found = fold_batchnorm(pair, lambda m, t: m(t), x)
+    found = inference_copy(pair, lambda m, t: m(t), x)
     assert found is not None
-    folded, count = found
+    folded, count = found.network, found.folded_batchnorms
     assert count == 1 and isinstance(folded[1], nn.Identity)
     with torch.inference_mode():
         assert relative_difference(folded(x), pair(x)) < 1e-5
