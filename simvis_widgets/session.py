@@ -66,6 +66,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return out
 
 
+def _flag(name: str, value: Any) -> bool:
+    """A session switch: True or False (a NumPy bool too), else a :class:`ModelError` naming it."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ModelError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _triple(values: Sequence[float], name: str, positive: bool) -> tuple[float, float, float]:
     try:
         out = tuple(float(v) for v in values)
@@ -254,14 +261,21 @@ class ModelSession:
                 raise ModelError("approximate=True explains the model's own head (forward_head); pass no head")
             opts = opts.replace(layer=self._linear.layer)
         self.device = resolve_device(device)
-        self.amp = bool(amp)
+        # checked before the network is touched: a string such as "False" would otherwise count as on
+        self.amp = _flag("amp", amp)
+        self.fold_batchnorm, self.fold_padding = (
+            _flag("fold_batchnorm", fold_batchnorm),
+            _flag("fold_padding", fold_padding),
+        )
         if not isinstance(cache_size, numbers.Integral) or isinstance(cache_size, bool) or cache_size < 0:
             raise ModelError(f"cache_size must be an integer >= 0, got {cache_size!r}")
         self.cache_size = int(cache_size)
         if self.device.type == "cpu":
             tune_allocator()
         self.channels_last = (
-            any(isinstance(m, nn.Conv2d) for m in model.modules()) if channels_last is None else bool(channels_last)
+            any(isinstance(m, nn.Conv2d) for m in model.modules())
+            if channels_last is None
+            else _flag("channels_last", channels_last)
         )
         self.model = model.eval().to(self.device)
         if self.channels_last:
@@ -280,7 +294,6 @@ class ModelSession:
                 f"head weight has shape {tuple(head.weight.shape)} but layer {self.options.layer!r} has {channels} channels"
             )
         self._head = head.to(self.device) if head is not None else None
-        self.fold_batchnorm, self.fold_padding = bool(fold_batchnorm), bool(fold_padding)
         self.folded_batchnorms = self.folded_paddings = 0
         if (self.fold_batchnorm or self.fold_padding) and self._linear is None:
             self._use_folded_copy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -317,6 +318,22 @@ def test_amp_on_cpu_is_close(resnet18_random: sv.ModelSession, photos: dict) -> 
     e_amp, e_ref = amp.embed(photos["coffee"]), resnet18_random.embed(photos["coffee"])
     assert e_amp.dtype == torch.float32
     assert float(e_amp @ e_ref) > 0.99
+
+
+@pytest.mark.parametrize(
+    ("switch", "value"),
+    [(switch, value) for switch in ("amp", "fold_batchnorm", "fold_padding") for value in ("False", 0, None)]
+    + [("channels_last", "False"), ("channels_last", 0)],  # None is channels_last's default (on for a Conv2d)
+)
+def test_a_switch_that_is_not_a_bool_is_refused_by_name(switch: str, value: object) -> None:
+    """``bool("False")`` is True: a string would turn ``amp`` (which changes the features) on without a word."""
+    model = TinyNet()
+    layout = [p.stride() for p in model.parameters()]
+    with pytest.raises(sv.ModelError, match=re.escape(f"{switch} must be True or False, got {value!r}")):
+        sv.ModelSession(model, "body.3", size=64, device="cpu", **{switch: value})
+    assert [p.stride() for p in model.parameters()] == layout  # refused before the network was touched
+    session = sv.ModelSession(model, "body.3", size=64, device="cpu", **{switch: np.bool_(False)})
+    assert getattr(session, switch) is False
 
 
 def test_variant_keeps_the_network_and_preprocessing(lite0: sv.ModelSession, photos: dict) -> None:
